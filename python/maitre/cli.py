@@ -1,0 +1,223 @@
+"""``maitre-serve``: the command-line runner, a drop-in for ``waitress-serve``.
+
+    maitre-serve [--option=value ...] [--call] MODULE:CALLABLE
+
+Every option of :mod:`maitre.options` is a long option: underscores become dashes
+(``--max-request-body-size=1048576``), booleans are ``--name`` / ``--no-name``, and
+``--listen`` may be repeated.  ``python -m maitre`` is the same command.
+"""
+
+from __future__ import annotations
+
+import difflib
+import getopt
+import os
+import pkgutil
+import sys
+import textwrap
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, TextIO
+
+import maitre
+from maitre.options import OPTIONS, OPTIONS_BY_NAME, Option, Options, Support
+
+__all__ = ["AppLoadError", "Invocation", "help_text", "load_app", "main", "parse_args"]
+
+_SECTIONS = ("Standard", "Tuning", "Proxy")
+_RUNNER_FLAGS = ("help", "call")
+
+
+@dataclass
+class Invocation:
+    """What the command line asked for, before any option is validated."""
+
+    kw: Dict[str, str] = field(default_factory=dict)
+    args: List[str] = field(default_factory=list)
+    help: bool = False
+    call: bool = False
+
+
+class AppLoadError(Exception):
+    """The application could not be imported, built by ``--call``, or is not callable."""
+
+
+def _cli_options() -> List[Option]:
+    return [option for option in OPTIONS if option.cli]
+
+
+def _long_opts() -> List[str]:
+    longs = list(_RUNNER_FLAGS)
+    for option in _cli_options():
+        name = option.cli_name[2:]
+        if option.is_flag:
+            longs += [name, "no-" + name]
+        else:
+            longs.append(name + "=")
+    return longs
+
+
+def parse_args(argv: List[str]) -> Invocation:
+    """Split ``argv`` (without the program name) into option strings and positionals.
+
+    Values stay strings (``Options`` coerces them, as waitress does); a flag becomes
+    ``"true"`` and its ``--no-`` form ``"false"``; repeated ``--listen`` values are
+    joined with spaces.  Raises ``getopt.GetoptError`` for an unknown or malformed option.
+    """
+    longs = _long_opts()
+    try:
+        pairs, args = getopt.gnu_getopt(argv, "", longs)
+    except getopt.GetoptError as exc:
+        raise getopt.GetoptError(_with_suggestion(exc, longs), exc.opt) from None
+    result = Invocation(args=list(args))
+    for opt, value in pairs:
+        name = opt[2:].replace("-", "_")
+        if name in _RUNNER_FLAGS:
+            setattr(result, name, True)
+        elif name == "listen":
+            previous = result.kw.get("listen")
+            result.kw["listen"] = value if previous is None else f"{previous} {value}"
+        elif name.startswith("no_") and name not in OPTIONS_BY_NAME:
+            result.kw[name[3:]] = "false"
+        elif OPTIONS_BY_NAME[name].is_flag:
+            result.kw[name] = "true"
+        else:
+            result.kw[name] = value
+    return result
+
+
+def _with_suggestion(exc: getopt.GetoptError, longs: List[str]) -> str:
+    message = str(exc)
+    if exc.opt and "not recognized" in message:
+        close = difflib.get_close_matches(exc.opt, [name.rstrip("=") for name in longs], n=1)
+        if close:
+            message += f" (did you mean --{close[0]}?)"
+    elif exc.opt and "must not have an argument" in message:
+        message += f" (write --{exc.opt} or --no-{exc.opt})"
+    return message
+
+
+def _wrap(text: str, indent: str) -> str:
+    return textwrap.fill(text, width=79, initial_indent=indent, subsequent_indent=indent)
+
+
+def _describe(option: Option) -> str:
+    name = option.cli_name[2:]
+    head = f"--[no-]{name}" if option.is_flag else f"--{name}={option.metavar}"
+    text = option.help
+    if option.support is Support.UNSUPPORTED:
+        text += " Not supported by maitre yet: only the default is accepted."
+    text += f" Default: {option.default_text}."
+    return f"    {head}\n{_wrap(text, ' ' * 8)}\n"
+
+
+def help_text(prog: str = "maitre-serve") -> str:
+    """The ``--help`` text, built from the option table."""
+    parts = [
+        "Usage:\n",
+        f"    {prog} [OPTIONS] MODULE:CALLABLE\n",
+        _wrap(
+            "Serve the WSGI application CALLABLE, found in the importable MODULE, with "
+            "maitre. Accepts the options of waitress-serve.",
+            "",
+        )
+        + "\n",
+        "Runner options:\n",
+        "    --help\n        Show this help and exit.\n",
+        "    --call\n"
+        + _wrap(
+            "Treat MODULE:CALLABLE as a factory: call it with no arguments and serve "
+            "the application it returns.",
+            " " * 8,
+        )
+        + "\n",
+    ]
+    for section in _SECTIONS:
+        rows = [_describe(o) for o in _cli_options() if o.section == section]
+        if rows:
+            parts.append(f"{section} options:\n")
+            parts.extend(rows)
+    return "\n".join(parts)
+
+
+def load_app(spec: str, call: bool = False) -> Callable[..., Any]:
+    """Import ``module:callable`` (or ``module.attr``), call it first when ``call``.
+
+    The current directory is appended to ``sys.path``, as waitress-serve does.  Raises
+    :class:`AppLoadError` with a readable message on any failure.
+    """
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
+    try:
+        app = pkgutil.resolve_name(spec)
+    except (ValueError, ImportError, AttributeError) as exc:
+        raise AppLoadError(
+            f"cannot import the application {spec!r}: {type(exc).__name__}: {exc}"
+        ) from exc
+    except Exception as exc:
+        raise AppLoadError(
+            f"importing the application {spec!r} raised an exception:\n"
+            + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        ) from exc
+    if call:
+        try:
+            app = app()
+        except Exception as exc:
+            raise AppLoadError(
+                f"calling the factory {spec!r} (--call) raised an exception:\n"
+                + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            ) from exc
+    if not callable(app):
+        hint = "" if call else " (use --call if it is a factory)"
+        raise AppLoadError(f"{spec!r} is a {type(app).__name__}, not a WSGI callable{hint}")
+    application: Callable[..., Any] = app
+    return application
+
+
+def _error(stream: TextIO, prog: str, message: str) -> int:
+    print(f"{prog}: error: {message}", file=stream)
+    print(f"Run '{prog} --help' for the options.", file=stream)
+    return 1
+
+
+def main(argv: Optional[List[str]] = None, prog: Optional[str] = None) -> int:
+    """Run ``maitre-serve`` with ``argv`` (default ``sys.argv[1:]``); return the exit code.
+
+    0 after a clean stop (Ctrl-C / SIGTERM) or ``--help``; 1 for a bad option, an
+    application that cannot be loaded, or addresses that cannot be bound.
+    """
+    if argv is None:
+        argv = sys.argv[1:]
+    if prog is None:
+        prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "maitre-serve"
+
+    try:
+        invocation = parse_args(list(argv))
+    except getopt.GetoptError as exc:
+        return _error(sys.stderr, prog, str(exc))
+
+    if invocation.help:
+        sys.stdout.write(help_text(prog))
+        return 0
+
+    if len(invocation.args) != 1:
+        found = " ".join(invocation.args) or "none"
+        return _error(
+            sys.stderr, prog, f"give exactly one application MODULE:CALLABLE (got: {found})"
+        )
+
+    try:
+        Options(**invocation.kw)
+    except ValueError as exc:
+        return _error(sys.stderr, prog, str(exc))
+
+    try:
+        app = load_app(invocation.args[0], call=invocation.call)
+    except AppLoadError as exc:
+        return _error(sys.stderr, prog, str(exc))
+
+    try:
+        maitre.serve(app, **invocation.kw)
+    except OSError as exc:
+        return _error(sys.stderr, prog, str(exc))
+    return 0

@@ -1,0 +1,793 @@
+"""The options of maitre: one table, read by :class:`Options`, the command line and the docs.
+
+Every option of waitress 3.0 is here under the same name, with the same default
+(except ``ident`` and ``server_name``) and the same string coercion, so a waitress
+configuration works unchanged.  Each row also says how far maitre supports it:
+
+* ``Support.ENGINE``: handed to the Rust engine by :meth:`Options.engine_config`.
+* ``Support.ADDRESS``: ``host``, ``port``, ``ipv4``, ``ipv6``; folded into the resolved
+  ``listen`` list.
+* ``Support.NOOP``: accepted and ignored (they tune waitress's own asyncore loop).
+* ``Support.UNSUPPORTED``: validated, but any value other than the default is refused
+  with a ``ValueError``; flip the row to ``ENGINE`` once the engine implements it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import enum
+import logging
+import socket
+import warnings
+from dataclasses import dataclass
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Set, Tuple
+
+__all__ = [
+    "KNOWN_PROXY_HEADERS",
+    "OPTIONS",
+    "OPTIONS_BY_NAME",
+    "Option",
+    "Options",
+    "Support",
+    "reference_markdown",
+    "resolve_listen",
+]
+
+logger = logging.getLogger("maitre")
+
+Address = Tuple[str, int]
+
+
+class Support(enum.Enum):
+    """How far maitre implements an option."""
+
+    ENGINE = "engine"
+    ADDRESS = "address"
+    NOOP = "noop"
+    UNSUPPORTED = "unsupported"
+
+
+class _BadValue(Exception):
+    """Raised by a converter; ``allowed`` describes what the option accepts."""
+
+    def __init__(self, allowed: str) -> None:
+        super().__init__(allowed)
+        self.allowed = allowed
+
+
+# --------------------------------------------------------------------------- converters
+#
+# A converter takes the value as given (a Python object, or a string from the command
+# line or a config file) and returns the typed value, or raises _BadValue.
+
+_TRUE_WORDS = frozenset({"t", "true", "y", "yes", "on", "1"})
+_FALSE_WORDS = frozenset({"f", "false", "n", "no", "off", "0", ""})
+
+
+class _Converter:
+    """A conversion; ``metavar`` is how the command-line help names its value."""
+
+    metavar = "VALUE"
+
+    def __call__(self, value: Any) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class _Boolean(_Converter):
+    metavar = ""
+
+    def __call__(self, value: Any) -> bool:
+        if value is None:
+            return False
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        if isinstance(value, str):
+            word = value.strip().lower()
+            if word in _TRUE_WORDS:
+                return True
+            if word in _FALSE_WORDS:
+                return False
+        raise _BadValue("a boolean (true/false, yes/no, on/off, 1/0, t/f, y/n)")
+
+
+class _Integer(_Converter):
+    metavar = "INT"
+
+    def __init__(
+        self, minimum: Optional[int] = None, maximum: Optional[int] = None, metavar: str = "INT"
+    ) -> None:
+        self.minimum = minimum
+        self.metavar = metavar
+        self.maximum = maximum
+        if minimum is not None and maximum is not None:
+            self.allowed = f"an integer from {minimum} to {maximum}"
+        elif minimum == 1:
+            self.allowed = "a positive integer"
+        elif minimum == 0:
+            self.allowed = "a non-negative integer"
+        elif minimum is not None:
+            self.allowed = f"an integer >= {minimum}"
+        else:
+            self.allowed = "an integer"
+
+    def __call__(self, value: Any) -> int:
+        if isinstance(value, bool):
+            raise _BadValue(self.allowed)
+        if isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
+            number = int(value)
+        elif isinstance(value, str):
+            try:
+                number = int(value.strip(), 10)
+            except ValueError:
+                raise _BadValue(self.allowed) from None
+        else:
+            raise _BadValue(self.allowed)
+        if self.minimum is not None and number < self.minimum:
+            raise _BadValue(self.allowed)
+        if self.maximum is not None and number > self.maximum:
+            raise _BadValue(self.allowed)
+        return number
+
+
+class _OptionalInteger(_Integer):
+    """An integer, or None (the value meaning "not set")."""
+
+    def __call__(self, value: Any) -> Optional[int]:  # type: ignore[override]
+        if value is None:
+            return None
+        return super().__call__(value)
+
+
+class _Text(_Converter):
+    metavar = "STR"
+
+    def __init__(self, metavar: str = "STR", optional: bool = False) -> None:
+        self.metavar = metavar
+        self.optional = optional
+
+    def __call__(self, value: Any) -> Optional[str]:
+        if value is None and self.optional:
+            return None
+        if isinstance(value, str):
+            return value
+        raise _BadValue("a string")
+
+
+class _TextOrNone(_Converter):
+    """A string, where an empty value means "none" (waitress's ``str_iftruthy``)."""
+
+
+    def __init__(self, metavar: str = "STR") -> None:
+        self.metavar = metavar
+
+    def __call__(self, value: Any) -> Optional[str]:
+        if value is None or value == "" or value is False:
+            return None
+        if isinstance(value, str):
+            return value
+        raise _BadValue("a string")
+
+
+class _UrlPrefix(_Converter):
+    """A path prefix: one leading slash, no trailing slash, or the empty string."""
+
+    metavar = "PATH"
+
+    def __call__(self, value: Any) -> str:
+        if not isinstance(value, str):
+            raise _BadValue("a string such as '/app' (or '' for none)")
+        return normalise_url_prefix(value)
+
+
+def normalise_url_prefix(value: str) -> str:
+    """Give a URL prefix exactly one leading slash and no trailing slash.
+
+    Blank, or nothing but slashes, gives ``""`` (no prefix).  waitress keeps ``"/"`` as
+    ``"/"``, which yields a SCRIPT_NAME of ``"/"`` next to a PATH_INFO starting with ``"/"``;
+    maitre treats it as no prefix instead.
+    """
+    inner = value.strip().strip("/")
+    return "/" + inner if inner else ""
+
+
+def _words(value: Any, allowed: str) -> List[str]:
+    """Split a whitespace- or newline-separated string, or each string of a list, into words."""
+    if isinstance(value, str):
+        items: Iterable[Any] = [value]
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        items = value
+    else:
+        raise _BadValue(allowed)
+    words: List[str] = []
+    for item in items:
+        if not isinstance(item, str):
+            raise _BadValue(allowed)
+        words.extend(item.split())
+    return words
+
+
+class _Listen(_Converter):
+    metavar = "HOST:PORT"
+    allowed = "a string of 'host:port' entries separated by spaces, or a list of them"
+
+    def __call__(self, value: Any) -> List[str]:
+        return _words(value, self.allowed)
+
+
+KNOWN_PROXY_HEADERS = frozenset(
+    {
+        "forwarded",
+        "x-forwarded-for",
+        "x-forwarded-host",
+        "x-forwarded-proto",
+        "x-forwarded-port",
+        "x-forwarded-by",
+    }
+)
+
+
+class _ProxyHeaders(_Converter):
+    metavar = "NAMES"
+    allowed = (
+        "space-separated header names among "
+        + ", ".join(sorted(KNOWN_PROXY_HEADERS))
+        + " ('forwarded' may not be combined with the x-forwarded-* ones)"
+    )
+
+    def __call__(self, value: Any) -> Set[str]:
+        headers = {word.lower() for word in _words(value, self.allowed)}
+        if headers - KNOWN_PROXY_HEADERS:
+            raise _BadValue(self.allowed)
+        if "forwarded" in headers and len(headers) > 1:
+            raise _BadValue(self.allowed)
+        return headers
+
+
+class _Octal(_Converter):
+    metavar = "OCTAL"
+    allowed = "an octal permission such as '600'"
+
+    def __call__(self, value: Any) -> int:
+        if isinstance(value, bool):
+            raise _BadValue(self.allowed)
+        if isinstance(value, int):
+            number = value
+        elif isinstance(value, str):
+            try:
+                number = int(value.strip(), 8)
+            except ValueError:
+                raise _BadValue(self.allowed) from None
+        else:
+            raise _BadValue(self.allowed)
+        if not 0 <= number <= 0o7777:
+            raise _BadValue(self.allowed)
+        return number
+
+
+class _Sockets(_Converter):
+    metavar = ""
+    allowed = "a list of socket.socket objects"
+
+    def __call__(self, value: Any) -> List[socket.socket]:
+        if not isinstance(value, (list, tuple)):
+            raise _BadValue(self.allowed)
+        # waitress quietly drops anything that is not a socket; so do we.
+        return [item for item in value if isinstance(item, socket.socket)]
+
+
+_BOOL = _Boolean()
+_POSITIVE = _Integer(minimum=1)
+_NON_NEGATIVE = _Integer(minimum=0)
+_PORT = _Integer(minimum=0, maximum=65535, metavar="PORT")
+
+
+# --------------------------------------------------------------------------- the table
+
+
+@dataclass(frozen=True)
+class Option:
+    """One row of the option table."""
+
+    name: str
+    convert: _Converter
+    default: Any
+    help: str
+    support: Support
+    section: str = "Standard"
+    cli: bool = True
+
+    @property
+    def is_flag(self) -> bool:
+        """True for a boolean, which the command line spells ``--name`` / ``--no-name``."""
+        return isinstance(self.convert, _Boolean)
+
+    @property
+    def cli_name(self) -> str:
+        """The long command-line option, e.g. ``--max-request-body-size``."""
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def metavar(self) -> str:
+        """What the command-line help shows for the value, e.g. ``INT``."""
+        return self.convert.metavar
+
+    @property
+    def default_text(self) -> str:
+        """The default as the help and the docs show it, e.g. ``600`` for an octal."""
+        if isinstance(self.convert, _Octal):
+            return format(self.default, "o")
+        return _show(self.default)
+
+    def fresh_default(self) -> Any:
+        """The default value, copied when mutable so instances never share it."""
+        if isinstance(self.default, (list, set, dict)):
+            return type(self.default)(self.default)
+        return self.default
+
+
+_E, _A, _N, _U = Support.ENGINE, Support.ADDRESS, Support.NOOP, Support.UNSUPPORTED
+
+OPTIONS: Tuple[Option, ...] = (
+    Option(
+        "host", _Text("ADDR"), "0.0.0.0",
+        "Host name or IP address to listen on; '0.0.0.0' is every IPv4 address of this "
+        "machine. Cannot be combined with listen.",
+        _A,
+    ),
+    Option(
+        "port", _PORT, 8080,
+        "TCP port to listen on (0 picks a free port). Cannot be combined with listen.",
+        _A,
+    ),
+    Option(
+        "ipv4", _BOOL, True,
+        "Allow IPv4 addresses when resolving host/listen (a '*' host then includes 0.0.0.0).",
+        _A,
+    ),
+    Option(
+        "ipv6", _BOOL, True,
+        "Allow IPv6 addresses when resolving host/listen (a '*' host then includes ::).",
+        _A,
+    ),
+    Option(
+        "listen", _Listen(), ["0.0.0.0:8080"],
+        "Space-separated addresses to listen on, each 'host:port', '[v6addr]:port' or "
+        "'*:port' (every address of the enabled families). On the command line, repeat "
+        "the option to listen on several. Cannot be combined with host or port.",
+        _E,
+    ),
+    Option(
+        "threads", _POSITIVE, 4,
+        "Number of worker threads that run the application.",
+        _E, "Tuning",
+    ),
+    Option(
+        "trusted_proxy", _TextOrNone("ADDR"), None,
+        "Address of the proxy whose forwarding headers are believed ('*' for any).",
+        _U, "Proxy",
+    ),
+    Option(
+        "trusted_proxy_count", _OptionalInteger(minimum=1), None,
+        "How many proxies in a chain are trusted (default 1 once trusted_proxy is set).",
+        _U, "Proxy",
+    ),
+    Option(
+        "trusted_proxy_headers", _ProxyHeaders(), set(),
+        "Which forwarding headers the trusted proxy may set: 'forwarded', or some of "
+        "x-forwarded-for, x-forwarded-host, x-forwarded-proto, x-forwarded-port, "
+        "x-forwarded-by.",
+        _U, "Proxy",
+    ),
+    Option(
+        "log_untrusted_proxy_headers", _BOOL, False,
+        "Log a warning when a request carries proxy headers that are not trusted.",
+        _U, "Proxy",
+    ),
+    Option(
+        "clear_untrusted_proxy_headers", _BOOL, True,
+        "Remove untrusted proxy headers from the environ before the application sees it.",
+        _U, "Proxy",
+    ),
+    Option(
+        "url_scheme", _Text(), "http",
+        "Value of wsgi.url_scheme in the environ.",
+        _E,
+    ),
+    Option(
+        "url_prefix", _UrlPrefix(), "",
+        "Mount point of the application: becomes SCRIPT_NAME, and is removed from the "
+        "start of PATH_INFO. A leading slash is added and trailing slashes dropped.",
+        _E,
+    ),
+    Option(
+        "backlog", _Integer(minimum=1, maximum=2**31 - 1), 1024,
+        "Length of the kernel queue of connections not yet accepted (listen(2) backlog).",
+        _E, "Tuning",
+    ),
+    Option(
+        "recv_bytes", _POSITIVE, 8192,
+        "Bytes asked for per read from a client socket.",
+        _E, "Tuning",
+    ),
+    Option(
+        "send_bytes", _POSITIVE, 1,
+        "Deprecated in waitress: bytes buffered before a socket write is attempted.",
+        _E, "Tuning",
+    ),
+    Option(
+        "outbuf_overflow", _NON_NEGATIVE, 1048576,
+        "Pending response bytes beyond which output is spooled to a temporary file (1 MB).",
+        _E, "Tuning",
+    ),
+    Option(
+        "outbuf_high_watermark", _NON_NEGATIVE, 16777216,
+        "Pending response bytes at which the application's iterator is paused until the "
+        "client catches up (16 MB).",
+        _E, "Tuning",
+    ),
+    Option(
+        "inbuf_overflow", _NON_NEGATIVE, 524288,
+        "Request body bytes beyond which the body is spooled to a temporary file (512 KB).",
+        _E, "Tuning",
+    ),
+    Option(
+        "connection_limit", _POSITIVE, 100,
+        "Most client connections open at once; further ones wait in the backlog.",
+        _E, "Tuning",
+    ),
+    Option(
+        "cleanup_interval", _POSITIVE, 30,
+        "Seconds between sweeps that close idle connections (see channel_timeout).",
+        _E, "Tuning",
+    ),
+    Option(
+        "channel_timeout", _POSITIVE, 120,
+        "Seconds a connection may stay idle (nothing received or sent) before it is closed.",
+        _E, "Tuning",
+    ),
+    Option(
+        "log_socket_errors", _BOOL, True,
+        "Log errors such as a client disconnecting before its response was sent.",
+        _U, "Tuning",
+    ),
+    Option(
+        "max_request_header_size", _POSITIVE, 262144,
+        "Largest request line plus headers, in bytes (256 KB); larger gets 431.",
+        _E, "Tuning",
+    ),
+    Option(
+        "max_request_body_size", _NON_NEGATIVE, 1073741824,
+        "Largest request body, in bytes (1 GB); larger gets 413.",
+        _E, "Tuning",
+    ),
+    Option(
+        "expose_tracebacks", _BOOL, False,
+        "Put the traceback of an unhandled application exception in the 500 response body.",
+        _E,
+    ),
+    Option(
+        "ident", _TextOrNone(), "maitre",
+        "Value of the Server response header and SERVER_SOFTWARE; empty sends no "
+        "Server header.",
+        _E,
+    ),
+    Option(
+        "asyncore_loop_timeout", _NON_NEGATIVE, 1,
+        "waitress's asyncore loop timeout; accepted and ignored by maitre.",
+        _N, "Tuning",
+    ),
+    Option(
+        "asyncore_use_poll", _BOOL, False,
+        "waitress's poll() switch for its asyncore loop; accepted and ignored by maitre.",
+        _N, "Tuning",
+    ),
+    Option(
+        "unix_socket", _Text("PATH", optional=True), None,
+        "Path of a Unix domain socket to listen on instead of TCP.",
+        _U,
+    ),
+    Option(
+        "unix_socket_perms", _Octal(), 0o600,
+        "Octal permissions of the Unix domain socket.",
+        _U,
+    ),
+    Option(
+        "sockets", _Sockets(), [],
+        "Already-bound sockets to serve on (socket activation). Python API only.",
+        _U, cli=False,
+    ),
+    Option(
+        "channel_request_lookahead", _NON_NEGATIVE, 0,
+        "Requests read ahead on a connection while one is running (lets a client "
+        "disconnect be noticed).",
+        _U, "Tuning",
+    ),
+    Option(
+        "server_name", _Text(), "maitre.invalid",
+        "Value of SERVER_NAME in the environ (URLs are rebuilt from HTTP_HOST when "
+        "the request has a Host header).",
+        _E,
+    ),
+)
+
+OPTIONS_BY_NAME: Dict[str, Option] = {option.name: option for option in OPTIONS}
+
+
+def _show(value: Any) -> str:
+    """How a default is shown in help and docs."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "(none)"
+    if isinstance(value, (set, list)):
+        return " ".join(sorted(str(item) for item in value)) if value else "(empty)"
+    if isinstance(value, str) and value == "":
+        return "''"
+    return str(value)
+
+
+# --------------------------------------------------------------------------- listen
+
+
+def resolve_listen(
+    specs: Iterable[str], default_port: int = 8080, ipv4: bool = True, ipv6: bool = True,
+    option_name: str = "listen",
+) -> List[Address]:
+    """Resolve ``host:port`` strings to numeric ``(host, port)`` pairs, as waitress does.
+
+    Each entry is ``host:port``, ``[v6addr]:port``, ``*:port`` (every address of the
+    enabled families) or a bare host (then ``default_port`` is used).  Names are
+    resolved with ``getaddrinfo(AI_PASSIVE, SOCK_STREAM)``, restricted to IPv4 or IPv6
+    when only one of ``ipv4``/``ipv6`` is on, and duplicate addresses dropped (port 0
+    entries are kept: each binds its own free port).  Raises ``ValueError`` naming
+    ``option_name`` for an entry that does not resolve.
+    """
+    if not ipv4 and not socket.has_ipv6:
+        raise ValueError("ipv4 is disabled but this Python has no IPv6 support")
+    family = socket.AF_UNSPEC
+    if ipv4 and not ipv6:
+        family = socket.AF_INET
+    elif ipv6 and not ipv4:
+        family = socket.AF_INET6
+    # With both disabled waitress resolves both families, and so do we.
+
+    result: List[Address] = []
+    seen: Set[Address] = set()
+    for spec in specs:
+        host, port_text = spec, str(default_port)
+        if ":" in spec:
+            host, port_text = spec.rsplit(":", 1)
+            if "]" in port_text:  # a bracketed IPv6 address without a port
+                host, port_text = spec, str(default_port)
+        if "[" in host and "]" in host:
+            host = host.strip("[").rstrip("]")
+        lookup_host: Optional[str] = None if host == "*" else host
+        port: Any = port_text
+        if port_text.strip().isdigit():
+            port = int(port_text)
+            if port > 65535:
+                raise ValueError(
+                    f"{option_name}: port must be from 0 to 65535, got {port_text!r} "
+                    f"in {spec!r}"
+                )
+        try:
+            infos = socket.getaddrinfo(
+                lookup_host, port, family, socket.SOCK_STREAM, socket.IPPROTO_TCP,
+                socket.AI_PASSIVE,
+            )
+        except (OSError, UnicodeError) as exc:
+            hint = ""
+            if host and ":" in host and "[" not in spec:
+                hint = " (write an IPv6 address in brackets: [addr]:port)"
+            raise ValueError(f"{option_name}: cannot resolve {spec!r}: {exc}{hint}") from None
+        for info_family, _, _, _, sockaddr in infos:
+            if info_family not in (socket.AF_INET, socket.AF_INET6):
+                continue
+            address = (str(sockaddr[0]), int(sockaddr[1]))
+            # Some resolvers give the same link-local address with several zone indexes;
+            # compare without the zone.
+            key = (address[0].split("%", 1)[0], address[1])
+            if address[1] != 0 and key in seen:
+                continue
+            seen.add(key)
+            result.append(address)
+    if not result:
+        raise ValueError(f"{option_name}: no address to listen on")
+    return result
+
+
+# --------------------------------------------------------------------------- Options
+
+
+class Options:
+    """Validated options: waitress's adjustments, checked once, ready for the engine.
+
+    ``Options(threads="8", port=8000)`` converts and checks every value (strings are
+    coerced as waitress does), resolves ``host``/``port``/``listen`` to numeric
+    addresses, and raises ``ValueError`` naming the option for anything wrong, unknown,
+    or not supported yet.  Each option is then an attribute; ``listen`` holds the
+    resolved ``(host, port)`` pairs.
+    """
+
+    host: str
+    port: int
+    ipv4: bool
+    ipv6: bool
+    listen: List[Address]
+    threads: int
+    trusted_proxy: Optional[str]
+    trusted_proxy_count: Optional[int]
+    trusted_proxy_headers: Set[str]
+    log_untrusted_proxy_headers: bool
+    clear_untrusted_proxy_headers: bool
+    url_scheme: str
+    url_prefix: str
+    backlog: int
+    recv_bytes: int
+    send_bytes: int
+    outbuf_overflow: int
+    outbuf_high_watermark: int
+    inbuf_overflow: int
+    connection_limit: int
+    cleanup_interval: int
+    channel_timeout: int
+    log_socket_errors: bool
+    max_request_header_size: int
+    max_request_body_size: int
+    expose_tracebacks: bool
+    ident: Optional[str]
+    asyncore_loop_timeout: int
+    asyncore_use_poll: bool
+    unix_socket: Optional[str]
+    unix_socket_perms: int
+    sockets: List[socket.socket]
+    channel_request_lookahead: int
+    server_name: str
+
+    def __init__(self, **kw: Any) -> None:
+        """Convert and validate ``kw``; see the class docstring."""
+        for name in kw:
+            if name not in OPTIONS_BY_NAME:
+                raise ValueError(_unknown_message(name))
+        _check_combinations(kw)
+        if "send_bytes" in kw:
+            warnings.warn(
+                "send_bytes is deprecated (waitress will remove it)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+
+        self.given: Dict[str, Any] = dict(kw)
+        values: Dict[str, Any] = {}
+        for option in OPTIONS:
+            if option.name in kw:
+                values[option.name] = _convert(option, kw[option.name])
+            else:
+                values[option.name] = option.fresh_default()
+        # listen is kept as the strings given until it is resolved below.
+        self.listen_spec: List[str] = values.pop("listen")
+        for name, value in values.items():
+            setattr(self, name, value)
+
+        self._check_proxy_options()
+        self._refuse_unsupported()
+
+        ignored = [name for name in kw if OPTIONS_BY_NAME[name].support is Support.NOOP]
+        if ignored:
+            logger.debug(
+                "%s: these tune waitress's own asyncore loop; maitre ignores them",
+                ", ".join(sorted(ignored)),
+            )
+
+        where = "listen"
+        if "host" in kw or "port" in kw:
+            self.listen_spec = [f"{self.host}:{self.port}"]
+            where = "host/port"
+        self.listen = resolve_listen(
+            self.listen_spec, self.port, self.ipv4, self.ipv6, option_name=where
+        )
+
+    def _check_proxy_options(self) -> None:
+        if self.trusted_proxy_count is not None and self.trusted_proxy is None:
+            raise ValueError("trusted_proxy_count has no meaning without trusted_proxy")
+        if self.trusted_proxy_headers and self.trusted_proxy is None:
+            raise ValueError("trusted_proxy_headers has no meaning without trusted_proxy")
+
+    def _refuse_unsupported(self) -> None:
+        for option in OPTIONS:
+            if option.support is not Support.UNSUPPORTED:
+                continue
+            value = getattr(self, option.name)
+            if value != option.default:
+                raise ValueError(
+                    f"maitre does not support {option.name} yet (got {value!r}; "
+                    f"only the default {option.default!r} is accepted). "
+                    "Remove it, or use waitress for this feature."
+                )
+
+    def engine_config(self) -> Dict[str, Any]:
+        """The dict the Rust engine takes: every ``Support.ENGINE`` option, typed.
+
+        ``listen`` is the resolved list of ``(numeric_host, port)`` tuples (IPv6 without
+        brackets); ``ident`` is ``None`` when it was given empty.
+        """
+        config: Dict[str, Any] = {}
+        for option in OPTIONS:
+            if option.support is Support.ENGINE:
+                config[option.name] = getattr(self, option.name)
+        config["listen"] = [(host, port) for host, port in self.listen]
+        return config
+
+    def as_dict(self) -> Dict[str, Any]:
+        """Every option's value after validation, keyed by name."""
+        return {option.name: getattr(self, option.name) for option in OPTIONS}
+
+    def __repr__(self) -> str:
+        changed = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.given)
+        return f"Options({changed})"
+
+
+def _unknown_message(name: str) -> str:
+    message = f"unknown option {name!r}"
+    close = difflib.get_close_matches(name, list(OPTIONS_BY_NAME), n=1)
+    if close:
+        message += f" (did you mean {close[0]!r}?)"
+    return message
+
+
+def _check_combinations(kw: Mapping[str, Any]) -> None:
+    """Refuse the combinations waitress refuses, judged by which options were given."""
+    given = set(kw)
+    conflicts = (
+        ("listen", ("host", "port")),
+        ("sockets", ("listen",)),
+        ("sockets", ("host", "port")),
+        ("sockets", ("unix_socket",)),
+        ("unix_socket", ("host", "port")),
+        ("unix_socket", ("listen",)),
+    )
+    for name, others in conflicts:
+        clash = [other for other in others if other in given]
+        if name in given and clash:
+            raise ValueError(f"{name} may not be combined with {' or '.join(clash)}")
+
+
+def _convert(option: Option, value: Any) -> Any:
+    try:
+        return option.convert(value)
+    except _BadValue as exc:
+        raise ValueError(f"{option.name} must be {exc.allowed}, got {value!r}") from None
+
+
+# --------------------------------------------------------------------------- docs
+
+
+def reference_markdown() -> str:
+    """The option table as Markdown, for the documentation."""
+    notes = {
+        Support.ENGINE: "",
+        Support.ADDRESS: "",
+        Support.NOOP: "accepted, ignored",
+        Support.UNSUPPORTED: "not supported yet: only the default",
+    }
+    lines = [
+        "| option | command line | default | meaning |",
+        "|---|---|---|---|",
+    ]
+    for option in OPTIONS:
+        if not option.cli:
+            flag = "(Python only)"
+        elif option.is_flag:
+            flag = f"`--[no-]{option.cli_name[2:]}`"
+        else:
+            flag = f"`{option.cli_name}={option.metavar}`"
+        meaning = option.help
+        if notes[option.support]:
+            meaning = f"*{notes[option.support]}.* {meaning}"
+        lines.append(
+            f"| `{option.name}` | {flag} | `{option.default_text}` | {meaning} |"
+        )
+    return "\n".join(lines) + "\n"
+

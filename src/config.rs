@@ -1,0 +1,86 @@
+//! The engine's view of the options. Python's `maitre.options` owns the table,
+//! the defaults and the validation; this only reads the already-checked values.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: Vec<SocketAddr>,
+    pub threads: usize,
+    pub backlog: i32,
+    pub connection_limit: usize,
+    pub channel_timeout: Duration,
+    pub cleanup_interval: Duration,
+    pub recv_bytes: usize,
+    pub send_bytes: usize,
+    pub max_request_header_size: usize,
+    pub max_request_body_size: u64,
+    pub inbuf_overflow: usize,
+    pub outbuf_overflow: usize,
+    pub outbuf_high_watermark: usize,
+    pub ident: Option<String>,
+    pub expose_tracebacks: bool,
+    pub url_scheme: String,
+    pub url_prefix: String,
+    pub server_name: String,
+}
+
+/// Reads one option; `extract` names the option in its error.
+fn item<T>(d: &Bound<'_, PyDict>, key: &str) -> PyResult<T>
+where
+    T: for<'a, 'py> FromPyObject<'a, 'py, Error = PyErr>,
+{
+    match d.get_item(key)? {
+        Some(v) => v
+            .extract()
+            .map_err(|e| PyValueError::new_err(format!("engine option {key}: {e}"))),
+        None => Err(PyValueError::new_err(format!(
+            "engine option {key} is missing"
+        ))),
+    }
+}
+
+impl Config {
+    pub fn from_dict(d: &Bound<'_, PyDict>) -> PyResult<Config> {
+        let listen: Vec<(String, u16)> = item(d, "listen")?;
+        let listen = listen
+            .into_iter()
+            .map(|(host, port)| {
+                let ip: IpAddr = host.parse().map_err(|_| {
+                    PyValueError::new_err(format!("listen: {host:?} is not a numeric IP address"))
+                })?;
+                Ok(SocketAddr::new(ip, port))
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        if listen.is_empty() {
+            return Err(PyValueError::new_err("listen: no address to listen on"));
+        }
+        let secs =
+            |key: &str| -> PyResult<Duration> { Ok(Duration::from_secs(item::<u64>(d, key)?)) };
+        Ok(Config {
+            listen,
+            threads: item(d, "threads")?,
+            backlog: item(d, "backlog")?,
+            connection_limit: item(d, "connection_limit")?,
+            channel_timeout: secs("channel_timeout")?,
+            cleanup_interval: secs("cleanup_interval")?.max(Duration::from_millis(100)),
+            recv_bytes: item::<usize>(d, "recv_bytes")?.max(1),
+            send_bytes: item::<usize>(d, "send_bytes")?.max(1),
+            max_request_header_size: item(d, "max_request_header_size")?,
+            max_request_body_size: item(d, "max_request_body_size")?,
+            inbuf_overflow: item(d, "inbuf_overflow")?,
+            outbuf_overflow: item(d, "outbuf_overflow")?,
+            outbuf_high_watermark: item(d, "outbuf_high_watermark")?,
+            ident: item(d, "ident")?,
+            expose_tracebacks: item(d, "expose_tracebacks")?,
+            url_scheme: item(d, "url_scheme")?,
+            url_prefix: item(d, "url_prefix")?,
+            server_name: item(d, "server_name")?,
+        })
+    }
+}

@@ -1,0 +1,522 @@
+//! One client connection's state machine, driven by the event loop:
+//! `Head` (waiting for a request head) → `Body` (receiving its body) →
+//! `InFlight` (the app has it; its response arrives as completions) → back to
+//! `Head` for keep-alive, or `Closing` (flush what is queued, then close).
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use mio::net::TcpStream;
+use parking_lot::{Condvar, Mutex};
+
+use crate::config::Config;
+use crate::http::body::{BodyDecoder, BodyReader, Spool};
+use crate::http::parse::{parse_head, BodyFraming, RequestHead};
+use crate::http::response::{simple_response, CONTINUE};
+use crate::http::{RequestError, Version};
+use crate::stats::{incr, Stats};
+use crate::workers::{Completion, Job, JobBody, Kind};
+
+/// Identifies a connection across threads; the generation tells a reused slot
+/// from the connection a late completion was meant for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnId {
+    pub index: u32,
+    pub generation: u32,
+}
+
+/// How long a closing connection keeps reading (and dropping) what the client
+/// still sends, so our last response is not destroyed by a TCP reset.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// The part of a connection a worker thread sees.
+pub struct ConnShared {
+    /// Response bytes handed to the loop but not yet written to the socket.
+    unsent: AtomicUsize,
+    closed: AtomicBool,
+    state: Mutex<Option<Result<BodyReader, RequestError>>>,
+    cv: Condvar,
+}
+
+impl ConnShared {
+    fn new() -> Self {
+        ConnShared {
+            unsent: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+            state: Mutex::new(None),
+            cv: Condvar::new(),
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    pub fn add_unsent(&self, n: usize) -> usize {
+        self.unsent.fetch_add(n, Ordering::AcqRel) + n
+    }
+
+    /// The loop wrote `n` bytes; wake a worker waiting for the backlog to drain.
+    fn written(&self, n: usize, watermark: usize) {
+        let before = self.unsent.fetch_sub(n, Ordering::AcqRel);
+        if before > watermark && before - n <= watermark {
+            let _guard = self.state.lock();
+            self.cv.notify_all();
+        }
+    }
+
+    /// Blocks until at most `watermark` bytes are unsent; false if the client went away.
+    pub fn wait_drained(&self, watermark: usize) -> bool {
+        let mut guard = self.state.lock();
+        while self.unsent.load(Ordering::Acquire) > watermark && !self.is_closed() {
+            self.cv.wait_for(&mut guard, Duration::from_millis(500));
+        }
+        !self.is_closed()
+    }
+
+    fn deliver_body(&self, body: Result<BodyReader, RequestError>) {
+        *self.state.lock() = Some(body);
+        self.cv.notify_all();
+    }
+
+    /// Blocks until the loop has received the deferred body; `None` if the client went away.
+    pub fn wait_body(&self) -> Option<Result<BodyReader, RequestError>> {
+        let mut guard = self.state.lock();
+        loop {
+            if let Some(body) = guard.take() {
+                return Some(body);
+            }
+            if self.is_closed() {
+                return None;
+            }
+            self.cv.wait_for(&mut guard, Duration::from_millis(500));
+        }
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        let _guard = self.state.lock();
+        self.cv.notify_all();
+    }
+}
+
+/// A body being received, bounded by `max_request_body_size`.
+struct BodyState {
+    decoder: BodyDecoder,
+    spool: Spool,
+    limit: u64,
+}
+
+impl BodyState {
+    fn new(framing: BodyFraming, cfg: &Config) -> Self {
+        BodyState {
+            decoder: BodyDecoder::new(framing),
+            spool: Spool::new(cfg.inbuf_overflow),
+            limit: cfg.max_request_body_size,
+        }
+    }
+
+    fn feed(&mut self, input: &[u8]) -> Result<usize, RequestError> {
+        let (spool, limit) = (&mut self.spool, self.limit);
+        self.decoder.feed(input, &mut |data| {
+            if spool.received() + data.len() as u64 > limit {
+                return Err(RequestError::BodyTooLarge);
+            }
+            spool
+                .write(data)
+                .map_err(|_| RequestError::Internal("the request body could not be buffered"))
+        })
+    }
+
+    fn finish(self) -> Result<BodyReader, RequestError> {
+        self.spool
+            .into_reader()
+            .map_err(|_| RequestError::Internal("the request body could not be buffered"))
+    }
+}
+
+enum Phase {
+    Head,
+    Body {
+        head: RequestHead,
+        body: BodyState,
+    },
+    /// The app has the request. `body` is the not-yet-received body of an
+    /// `Expect: 100-continue` request, read only once the app asks for it.
+    InFlight {
+        body: Option<BodyState>,
+        body_requested: bool,
+    },
+    /// Flushing the last response; then close (lingering if `linger`).
+    Closing,
+}
+
+/// What the loop does with a connection after driving it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Next {
+    Keep,
+    Close,
+    /// Output is flushed and our side shut down; drain input until EOF or the deadline.
+    Linger,
+}
+
+/// What a connection needs from the loop while it is driven.
+pub struct Ctx<'a> {
+    pub cfg: &'a Config,
+    pub jobs: &'a Sender<Job>,
+    pub stats: &'a Stats,
+    pub scratch: &'a mut [u8],
+    pub stopping: bool,
+}
+
+pub struct Conn {
+    pub socket: TcpStream,
+    pub id: ConnId,
+    pub peer: SocketAddr,
+    pub server_port: u16,
+    pub shared: Arc<ConnShared>,
+    pub last_activity: Instant,
+    inbuf: Vec<u8>,
+    phase: Phase,
+    out: VecDeque<Vec<u8>>,
+    out_pos: usize,
+    read_closed: bool,
+    /// Input may still be arriving that we will never read: linger on close.
+    discard_input: bool,
+    pub linger_until: Option<Instant>,
+}
+
+impl Conn {
+    pub fn new(socket: TcpStream, id: ConnId, peer: SocketAddr, server_port: u16) -> Self {
+        Conn {
+            socket,
+            id,
+            peer,
+            server_port,
+            shared: Arc::new(ConnShared::new()),
+            last_activity: Instant::now(),
+            inbuf: Vec::new(),
+            phase: Phase::Head,
+            out: VecDeque::new(),
+            out_pos: 0,
+            read_closed: false,
+            discard_input: false,
+            linger_until: None,
+        }
+    }
+
+    /// No request in progress and nothing to write: safe to close at any time.
+    pub fn is_idle(&self) -> bool {
+        matches!(self.phase, Phase::Head) && self.inbuf.is_empty() && self.out.is_empty()
+    }
+
+    /// An inactive connection may be timed out unless the app is working for it.
+    pub fn may_time_out(&self) -> bool {
+        !matches!(self.phase, Phase::InFlight { .. })
+    }
+
+    /// The server is stopping: requests not yet handed to the app are dropped.
+    pub fn on_shutdown(&mut self) -> Next {
+        match self.phase {
+            Phase::Head | Phase::Body { .. } if self.out.is_empty() => Next::Close,
+            _ => Next::Keep,
+        }
+    }
+
+    pub fn on_event(&mut self, ctx: &mut Ctx) -> Next {
+        self.drive(ctx)
+    }
+
+    pub fn on_completion(&mut self, ctx: &mut Ctx, c: Completion) -> Next {
+        if !c.data.is_empty() {
+            self.out.push_back(c.data);
+        }
+        match c.kind {
+            Kind::More => {}
+            Kind::Continue => {
+                if let Phase::InFlight { body_requested, .. } = &mut self.phase {
+                    *body_requested = true;
+                    self.queue(CONTINUE.to_vec());
+                }
+            }
+            Kind::End { keep_alive } => {
+                let unread_body = matches!(self.phase, Phase::InFlight { body: Some(_), .. });
+                if !keep_alive || unread_body || ctx.stopping || self.read_closed {
+                    self.discard_input = unread_body || !self.inbuf.is_empty();
+                    self.phase = Phase::Closing;
+                } else {
+                    self.phase = Phase::Head;
+                }
+            }
+            Kind::Abort => {
+                self.discard_input = true;
+                self.phase = Phase::Closing;
+            }
+        }
+        self.drive(ctx)
+    }
+
+    /// Output the loop generates itself (not the app's) is counted like the
+    /// app's, so `written` can subtract uniformly.
+    fn queue(&mut self, data: Vec<u8>) {
+        self.shared.add_unsent(data.len());
+        self.out.push_back(data);
+    }
+
+    /// Reads what it wants, advances the state machine, writes what is queued.
+    fn drive(&mut self, ctx: &mut Ctx) -> Next {
+        loop {
+            self.advance(ctx);
+            if !self.wants_input() {
+                break;
+            }
+            match self.socket.read(ctx.scratch) {
+                Ok(0) => {
+                    self.read_closed = true;
+                    break;
+                }
+                Ok(n) => {
+                    self.last_activity = Instant::now();
+                    if !matches!(self.phase, Phase::Closing) {
+                        self.inbuf.extend_from_slice(&ctx.scratch[..n]);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Next::Close,
+            }
+        }
+        if self.flush(ctx.cfg.outbuf_high_watermark).is_err() {
+            return Next::Close;
+        }
+        if self.read_closed {
+            match self.phase {
+                // A client may half-close after sending its request: still answer it.
+                Phase::InFlight { .. } => {}
+                Phase::Closing if !self.out.is_empty() => {}
+                _ if self.out.is_empty() => return Next::Close,
+                _ => self.phase = Phase::Closing,
+            }
+        }
+        if matches!(self.phase, Phase::Closing) && self.out.is_empty() {
+            if self.linger_until.is_some() {
+                return if self.read_closed {
+                    Next::Close
+                } else {
+                    Next::Keep
+                };
+            }
+            if self.discard_input && !self.read_closed {
+                // Closing with unread input would make the kernel send a reset,
+                // which can destroy the response before the client reads it.
+                let _ = self.socket.shutdown(Shutdown::Write);
+                self.linger_until = Some(Instant::now() + LINGER);
+                return Next::Linger;
+            }
+            return Next::Close;
+        }
+        Next::Keep
+    }
+
+    fn wants_input(&self) -> bool {
+        if self.read_closed {
+            return false;
+        }
+        match &self.phase {
+            Phase::Head | Phase::Body { .. } => true,
+            Phase::InFlight {
+                body: Some(_),
+                body_requested: true,
+            } => true,
+            Phase::InFlight { .. } => false,
+            Phase::Closing => self.linger_until.is_some(),
+        }
+    }
+
+    /// Consumes buffered input as far as the current phase allows.
+    fn advance(&mut self, ctx: &mut Ctx) {
+        loop {
+            match &mut self.phase {
+                Phase::Head => {
+                    if self.inbuf.is_empty() {
+                        return;
+                    }
+                    match parse_head(&self.inbuf, ctx.cfg.max_request_header_size) {
+                        Ok(Some((head, n))) => {
+                            self.inbuf.drain(..n);
+                            if let Err(e) = self.start_request(ctx, head) {
+                                return self.reject(ctx, e);
+                            }
+                        }
+                        Ok(None) => return,
+                        Err(e) => return self.reject(ctx, e),
+                    }
+                }
+                Phase::Body { body, .. } => {
+                    match body.feed(&self.inbuf) {
+                        Ok(n) => {
+                            self.inbuf.drain(..n);
+                        }
+                        Err(e) => return self.reject(ctx, e),
+                    }
+                    if !body.decoder.is_done() {
+                        return;
+                    }
+                    let Phase::Body { head, body } =
+                        std::mem::replace(&mut self.phase, Phase::Head)
+                    else {
+                        unreachable!("matched above")
+                    };
+                    match body.finish() {
+                        Ok(reader) => self.dispatch(ctx, head, JobBody::Ready(reader)),
+                        Err(e) => return self.reject(ctx, e),
+                    }
+                }
+                Phase::InFlight {
+                    body: body_slot @ Some(_),
+                    body_requested: true,
+                } => {
+                    let Some(body) = body_slot else { return };
+                    let fed = body.feed(&self.inbuf);
+                    let result = match fed {
+                        Ok(n) => {
+                            self.inbuf.drain(..n);
+                            if !body.decoder.is_done() {
+                                return;
+                            }
+                            body_slot.take().map(BodyState::finish)
+                        }
+                        Err(e) => {
+                            // The app owns the response: it sees the error as a
+                            // failed read, and the connection closes afterwards.
+                            self.inbuf.clear();
+                            self.read_closed = true;
+                            Some(Err(e))
+                        }
+                    };
+                    if let Some(result) = result {
+                        self.shared.deliver_body(result);
+                    }
+                    return;
+                }
+                Phase::InFlight { .. } | Phase::Closing => return,
+            }
+        }
+    }
+
+    fn start_request(&mut self, ctx: &mut Ctx, head: RequestHead) -> Result<(), RequestError> {
+        if let BodyFraming::Length(n) = head.framing {
+            if n > ctx.cfg.max_request_body_size {
+                return Err(RequestError::BodyTooLarge);
+            }
+        }
+        match head.framing {
+            BodyFraming::None => self.dispatch(ctx, head, JobBody::Ready(BodyReader::empty())),
+            framing if head.expect_continue => {
+                let content_length = match framing {
+                    BodyFraming::Length(n) => Some(n),
+                    _ => None,
+                };
+                self.dispatch(ctx, head, JobBody::Deferred { content_length });
+                self.phase = Phase::InFlight {
+                    body: Some(BodyState::new(framing, ctx.cfg)),
+                    body_requested: false,
+                };
+            }
+            framing => {
+                self.phase = Phase::Body {
+                    head,
+                    body: BodyState::new(framing, ctx.cfg),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn dispatch(&mut self, ctx: &mut Ctx, head: RequestHead, body: JobBody) {
+        let keep_alive = head.keep_alive && !ctx.stopping;
+        let job = Job {
+            conn: self.id,
+            shared: Arc::clone(&self.shared),
+            head,
+            body,
+            peer: self.peer,
+            server_port: self.server_port,
+            keep_alive,
+        };
+        incr(&ctx.stats.requests);
+        incr(&ctx.stats.requests_in_queue);
+        self.phase = Phase::InFlight {
+            body: None,
+            body_requested: false,
+        };
+        if ctx.jobs.send(job).is_err() {
+            // Workers are gone (shutting down): nobody will answer.
+            self.phase = Phase::Closing;
+        }
+    }
+
+    /// Answers a request the app will never see, then closes.
+    fn reject(&mut self, ctx: &mut Ctx, e: RequestError) {
+        incr(&ctx.stats.requests_rejected);
+        let (code, reason) = e.status();
+        log::debug!(target: "maitre", "{} from {}: {}", code, self.peer, e.detail());
+        let response = simple_response(
+            Version::Http11,
+            code,
+            reason,
+            e.detail(),
+            ctx.cfg.ident.as_deref(),
+        );
+        self.queue(response);
+        self.inbuf = Vec::new();
+        self.discard_input = true;
+        self.phase = Phase::Closing;
+    }
+
+    /// Writes queued output until done or the socket is full.
+    fn flush(&mut self, watermark: usize) -> io::Result<()> {
+        while !self.out.is_empty() {
+            let mut slices = [IoSlice::new(&[]); 16];
+            let mut count = 0;
+            for (i, buf) in self.out.iter().take(slices.len()).enumerate() {
+                let start = if i == 0 { self.out_pos } else { 0 };
+                slices[count] = IoSlice::new(&buf[start..]);
+                count += 1;
+            }
+            match self.socket.write_vectored(&slices[..count]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(mut n) => {
+                    self.shared.written(n, watermark);
+                    self.last_activity = Instant::now();
+                    while n > 0 {
+                        let Some(front) = self.out.front() else { break };
+                        let left = front.len() - self.out_pos;
+                        if n >= left {
+                            n -= left;
+                            self.out.pop_front();
+                            self.out_pos = 0;
+                        } else {
+                            self.out_pos += n;
+                            n = 0;
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Called when the connection leaves the loop: wakes any worker waiting on it.
+    pub fn closed(&self) {
+        self.shared.close();
+    }
+}

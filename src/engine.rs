@@ -1,0 +1,210 @@
+//! `Engine`: what the Python `Server` drives. It binds at construction (so the
+//! real ports are known before `run`), starts the loop and worker threads,
+//! waits for them with the GIL released, and stops them cleanly.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use mio::{Poll, Waker};
+use parking_lot::{Condvar, Mutex};
+use pyo3::exceptions::{PyOSError, PyRuntimeError};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::config::Config;
+use crate::event_loop::{Control, EventLoop, WAKER};
+use crate::net::listener::{somaxconn, Listener};
+use crate::stats::Stats;
+use crate::workers::pool::{self, WorkerShared};
+use crate::workers::{LoopHandle, LoopWaker};
+
+/// Sockets bound but not yet served.
+struct Bound_ {
+    poll: Poll,
+    listeners: Vec<Listener>,
+}
+
+/// Set when the event loop thread has finished (also if it panicked).
+#[derive(Default)]
+struct Finished {
+    done: Mutex<bool>,
+    cv: Condvar,
+}
+
+struct SetOnDrop(Arc<Finished>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        *self.0.done.lock() = true;
+        self.0.cv.notify_all();
+    }
+}
+
+#[pyclass(module = "maitre._maitre")]
+pub struct Engine {
+    app: Py<PyAny>,
+    cfg: Arc<Config>,
+    stats: Arc<Stats>,
+    control: Arc<Control>,
+    effective: Vec<(String, u16)>,
+    bound: Mutex<Option<Bound_>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    finished: Arc<Finished>,
+}
+
+#[pymethods]
+impl Engine {
+    #[new]
+    fn new(app: Py<PyAny>, config: &Bound<'_, PyDict>) -> PyResult<Self> {
+        crate::refresh_logging();
+        let cfg = Config::from_dict(config)?;
+        if let Some(max) = somaxconn() {
+            if cfg.backlog > max {
+                log::warn!(
+                    target: "maitre",
+                    "backlog={} is more than the kernel allows: listen() clamps it to \
+                     net.core.somaxconn={} (raise it with `sysctl -w net.core.somaxconn={}`)",
+                    cfg.backlog,
+                    max,
+                    cfg.backlog
+                );
+            }
+        }
+        let listeners = cfg
+            .listen
+            .iter()
+            .map(|&addr| {
+                Listener::bind(addr, cfg.backlog)
+                    .map_err(|e| PyOSError::new_err(format!("could not listen on {addr}: {e}")))
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        let poll = Poll::new()?;
+        let waker = Waker::new(poll.registry(), WAKER)?;
+        let effective = listeners
+            .iter()
+            .map(|l| (l.addr.ip().to_string(), l.addr.port()))
+            .collect();
+        Ok(Engine {
+            app,
+            cfg: Arc::new(cfg),
+            stats: Arc::new(Stats::default()),
+            control: Arc::new(Control {
+                waker: Arc::new(LoopWaker::new(waker)),
+                stop: Default::default(),
+            }),
+            effective,
+            bound: Mutex::new(Some(Bound_ { poll, listeners })),
+            threads: Mutex::new(Vec::new()),
+            finished: Arc::new(Finished::default()),
+        })
+    }
+
+    /// Every `(host, port)` actually bound.
+    #[getter]
+    fn effective_listen(&self) -> Vec<(String, u16)> {
+        self.effective.clone()
+    }
+
+    /// Starts the event loop and the worker threads; returns at once.
+    fn start(&self, py: Python<'_>) -> PyResult<()> {
+        let Some(Bound_ { poll, listeners }) = self.bound.lock().take() else {
+            return Err(PyRuntimeError::new_err(
+                "the server was already started or closed",
+            ));
+        };
+        if self.control.stop.load(Ordering::Acquire) {
+            *self.finished.done.lock() = true;
+            return Ok(());
+        }
+        let (job_tx, job_rx) = crossbeam_channel::unbounded();
+        let (done_tx, done_rx) = crossbeam_channel::unbounded();
+        let event_loop = EventLoop::new(
+            poll,
+            listeners,
+            Arc::clone(&self.cfg),
+            Arc::clone(&self.stats),
+            job_tx,
+            done_rx,
+            Arc::clone(&self.control),
+        )?;
+        let shared = Arc::new(WorkerShared {
+            app: self.app.clone_ref(py),
+            cfg: Arc::clone(&self.cfg),
+            stats: Arc::clone(&self.stats),
+            jobs: job_rx,
+            handle: LoopHandle {
+                completions: done_tx,
+                waker: Arc::clone(&self.control.waker),
+            },
+        });
+        let mut threads = self.threads.lock();
+        threads.extend(pool::spawn(shared, self.cfg.threads)?);
+        let finished = SetOnDrop(Arc::clone(&self.finished));
+        threads.push(
+            std::thread::Builder::new()
+                .name("maitre-loop".to_owned())
+                .spawn(move || {
+                    let _finished = finished;
+                    event_loop.run();
+                })?,
+        );
+        Ok(())
+    }
+
+    /// Waits until the server has stopped (True) or `timeout` seconds passed
+    /// (False). The GIL is released while waiting; signal handlers still run.
+    #[pyo3(signature = (timeout = None))]
+    fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+        let deadline = timeout.map(|t| Instant::now() + Duration::from_secs_f64(t.max(0.0)));
+        loop {
+            let slice = deadline.map_or(Duration::from_millis(50), |d| {
+                d.saturating_duration_since(Instant::now())
+                    .min(Duration::from_millis(50))
+            });
+            let finished = &self.finished;
+            let done = py.detach(|| {
+                let mut done = finished.done.lock();
+                if !*done {
+                    finished.cv.wait_for(&mut done, slice);
+                }
+                *done
+            });
+            if done {
+                let threads: Vec<_> = self.threads.lock().drain(..).collect();
+                py.detach(|| {
+                    for t in threads {
+                        let _ = t.join();
+                    }
+                });
+                return Ok(true);
+            }
+            py.check_signals()?;
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(false);
+            }
+        }
+    }
+
+    /// Asks the server to stop: stop accepting, finish in-flight responses,
+    /// close. Safe from any thread; returns at once.
+    fn close(&self) {
+        self.control.stop.store(true, Ordering::Release);
+        if self.bound.lock().take().is_some() {
+            // Never started: dropping the sockets is all there is to do.
+            *self.finished.done.lock() = true;
+            self.finished.cv.notify_all();
+        }
+        self.control.waker.wake();
+    }
+
+    /// Live counters: connections, requests, queue depth, errors.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        for (k, v) in self.stats.snapshot() {
+            d.set_item(k, v)?;
+        }
+        Ok(d)
+    }
+}

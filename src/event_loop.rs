@@ -1,0 +1,380 @@
+//! The mio event loop: one thread owning every socket. It accepts (up to
+//! `connection_limit`), reads and parses, hands complete requests to the
+//! workers, writes their responses, and times out idle connections.
+
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use mio::{Events, Interest, Poll, Token};
+
+use crate::config::Config;
+use crate::conn::{Conn, ConnId, Ctx, Next};
+use crate::net::listener::Listener;
+use crate::stats::{decr, incr, Stats};
+use crate::workers::{Completion, Job, LoopWaker};
+
+pub const WAKER: Token = Token(usize::MAX);
+const LISTENER_BASE: usize = usize::MAX - 1 - 1024;
+
+/// How long a stopping server waits for in-flight responses at most.
+fn drain_deadline(cfg: &Config) -> Duration {
+    cfg.channel_timeout.max(Duration::from_secs(1))
+}
+
+/// Connections by token; a slot's generation changes on every reuse.
+#[derive(Default)]
+struct Slab {
+    entries: Vec<Option<Conn>>,
+    generations: Vec<u32>,
+    free: Vec<usize>,
+    len: usize,
+}
+
+impl Slab {
+    fn next_id(&mut self) -> ConnId {
+        let index = self.free.pop().unwrap_or_else(|| {
+            self.entries.push(None);
+            self.generations.push(0);
+            self.entries.len() - 1
+        });
+        self.generations[index] = self.generations[index].wrapping_add(1);
+        ConnId {
+            index: index as u32,
+            generation: self.generations[index],
+        }
+    }
+
+    fn insert(&mut self, conn: Conn) {
+        let i = conn.id.index as usize;
+        self.entries[i] = Some(conn);
+        self.len += 1;
+    }
+
+    fn get_mut(&mut self, id: ConnId) -> Option<&mut Conn> {
+        self.entries
+            .get_mut(id.index as usize)?
+            .as_mut()
+            .filter(|c| c.id == id)
+    }
+
+    fn by_token(&mut self, index: usize) -> Option<&mut Conn> {
+        self.entries.get_mut(index)?.as_mut()
+    }
+
+    fn remove(&mut self, index: usize) -> Option<Conn> {
+        let conn = self.entries.get_mut(index)?.take()?;
+        self.free.push(index);
+        self.len -= 1;
+        Some(conn)
+    }
+
+    fn ids(&self) -> Vec<ConnId> {
+        self.entries.iter().flatten().map(|c| c.id).collect()
+    }
+}
+
+/// Shared between the loop and `Engine::close`.
+pub struct Control {
+    pub waker: Arc<LoopWaker>,
+    pub stop: AtomicBool,
+}
+
+pub struct EventLoop {
+    pub poll: Poll,
+    listeners: Vec<Listener>,
+    conns: Slab,
+    cfg: Arc<Config>,
+    stats: Arc<Stats>,
+    jobs: Option<Sender<Job>>,
+    completions: Receiver<Completion>,
+    control: Arc<Control>,
+    scratch: Vec<u8>,
+    /// Accepting is paused at `connection_limit` (or after EMFILE) until this clears.
+    paused: bool,
+    accept_retry_at: Option<Instant>,
+    lingering: Vec<ConnId>,
+    stopping_since: Option<Instant>,
+    next_cleanup: Instant,
+}
+
+impl EventLoop {
+    pub fn new(
+        poll: Poll,
+        listeners: Vec<Listener>,
+        cfg: Arc<Config>,
+        stats: Arc<Stats>,
+        jobs: Sender<Job>,
+        completions: Receiver<Completion>,
+        control: Arc<Control>,
+    ) -> io::Result<Self> {
+        let mut listeners = listeners;
+        for (i, l) in listeners.iter_mut().enumerate() {
+            poll.registry().register(
+                &mut l.socket,
+                Token(LISTENER_BASE + i),
+                Interest::READABLE,
+            )?;
+        }
+        let next_cleanup = Instant::now() + cfg.cleanup_interval;
+        Ok(EventLoop {
+            poll,
+            listeners,
+            conns: Slab::default(),
+            scratch: vec![0; cfg.recv_bytes.max(4096)],
+            cfg,
+            stats,
+            jobs: Some(jobs),
+            completions,
+            control,
+            paused: false,
+            accept_retry_at: None,
+            lingering: Vec::new(),
+            stopping_since: None,
+            next_cleanup,
+        })
+    }
+
+    pub fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = self.poll_timeout();
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                log::error!(target: "maitre", "event loop poll failed, stopping: {e}");
+                break;
+            }
+            for event in events.iter() {
+                match event.token() {
+                    WAKER => self.control.waker.clear(),
+                    Token(t) if t >= LISTENER_BASE => self.accept(t - LISTENER_BASE),
+                    Token(t) => {
+                        if let Some(conn) = self.conns.by_token(t) {
+                            let id = conn.id;
+                            self.with_conn(id, |conn, ctx| conn.on_event(ctx));
+                        }
+                    }
+                }
+            }
+            self.drain_completions();
+            if self.control.stop.load(Ordering::Acquire) && self.stopping_since.is_none() {
+                self.begin_shutdown();
+            }
+            self.maintenance();
+            if let Some(since) = self.stopping_since {
+                if self.conns.len == 0 {
+                    break;
+                }
+                if since.elapsed() > drain_deadline(&self.cfg) {
+                    log::warn!(
+                        target: "maitre",
+                        "stopping with {} connection(s) still busy after {:?}",
+                        self.conns.len,
+                        drain_deadline(&self.cfg)
+                    );
+                    break;
+                }
+            }
+        }
+        for id in self.conns.ids() {
+            self.close(id);
+        }
+        // Dropping the job sender lets idle workers leave their wait.
+        self.jobs = None;
+    }
+
+    fn poll_timeout(&self) -> Duration {
+        let now = Instant::now();
+        let mut timeout = self.next_cleanup.saturating_duration_since(now);
+        if !self.lingering.is_empty() || self.stopping_since.is_some() {
+            timeout = timeout.min(Duration::from_millis(100));
+        }
+        if let Some(at) = self.accept_retry_at {
+            timeout = timeout.min(at.saturating_duration_since(now));
+        }
+        timeout
+    }
+
+    /// Runs `f` on a live connection with a context, then acts on its answer.
+    fn with_conn(&mut self, id: ConnId, f: impl FnOnce(&mut Conn, &mut Ctx) -> Next) {
+        let Some(jobs) = self.jobs.as_ref() else {
+            return;
+        };
+        let Some(conn) = self.conns.get_mut(id) else {
+            return;
+        };
+        let mut ctx = Ctx {
+            cfg: &self.cfg,
+            jobs,
+            stats: &self.stats,
+            scratch: &mut self.scratch,
+            stopping: self.stopping_since.is_some(),
+        };
+        match f(conn, &mut ctx) {
+            Next::Keep => {}
+            Next::Close => self.close(id),
+            Next::Linger => self.lingering.push(id),
+        }
+    }
+
+    fn drain_completions(&mut self) {
+        while let Ok(c) = self.completions.try_recv() {
+            let id = c.conn;
+            self.with_conn(id, |conn, ctx| conn.on_completion(ctx, c));
+        }
+    }
+
+    fn accept(&mut self, index: usize) {
+        if self.stopping_since.is_some() || self.paused {
+            return;
+        }
+        loop {
+            if self.conns.len >= self.cfg.connection_limit {
+                self.paused = true;
+                incr(&self.stats.connection_limit_pauses);
+                log::warn!(
+                    target: "maitre",
+                    "connection limit reached ({} open, connection_limit={}): new connections \
+                     wait in the listen backlog until one closes",
+                    self.conns.len,
+                    self.cfg.connection_limit
+                );
+                return;
+            }
+            let Some(listener) = self.listeners.get(index) else {
+                return;
+            };
+            let server_port = listener.addr.port();
+            match listener.socket.accept() {
+                Ok((mut stream, peer)) => {
+                    // Small responses must not wait for Nagle's algorithm.
+                    let _ = stream.set_nodelay(true);
+                    let id = self.conns.next_id();
+                    if let Err(e) = self.poll.registry().register(
+                        &mut stream,
+                        Token(id.index as usize),
+                        Interest::READABLE | Interest::WRITABLE,
+                    ) {
+                        log::warn!(target: "maitre", "could not register a connection: {e}");
+                        self.conns.free.push(id.index as usize);
+                        continue;
+                    }
+                    self.conns.insert(Conn::new(stream, id, peer, server_port));
+                    incr(&self.stats.connections_accepted);
+                    incr(&self.stats.connections_open);
+                    // Edge-triggered: data may have arrived before registration.
+                    self.with_conn(id, |conn, ctx| conn.on_event(ctx));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if is_fd_exhaustion(&e) => {
+                    log::warn!(
+                        target: "maitre",
+                        "cannot accept: {e} (raise the file descriptor limit, `ulimit -n`, \
+                         or lower connection_limit); retrying in 100 ms"
+                    );
+                    self.paused = true;
+                    self.accept_retry_at = Some(Instant::now() + Duration::from_millis(100));
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    log::debug!(target: "maitre", "accept failed: {e}");
+                }
+            }
+        }
+    }
+
+    fn resume_accepting(&mut self) {
+        self.paused = false;
+        self.accept_retry_at = None;
+        for i in 0..self.listeners.len() {
+            self.accept(i);
+        }
+    }
+
+    fn close(&mut self, id: ConnId) {
+        let Some(conn) = self.conns.get_mut(id) else {
+            return;
+        };
+        conn.closed();
+        let index = id.index as usize;
+        if let Some(mut conn) = self.conns.remove(index) {
+            let _ = self.poll.registry().deregister(&mut conn.socket);
+        }
+        decr(&self.stats.connections_open);
+        if self.paused && self.accept_retry_at.is_none() && self.stopping_since.is_none() {
+            log::info!(target: "maitre", "below connection_limit again: accepting");
+            self.resume_accepting();
+        }
+    }
+
+    fn begin_shutdown(&mut self) {
+        self.stopping_since = Some(Instant::now());
+        for mut l in self.listeners.drain(..) {
+            let _ = self.poll.registry().deregister(&mut l.socket);
+        }
+        for id in self.conns.ids() {
+            self.with_conn(id, |conn, _| conn.on_shutdown());
+        }
+    }
+
+    fn maintenance(&mut self) {
+        let now = Instant::now();
+        if let Some(at) = self.accept_retry_at {
+            if now >= at {
+                self.resume_accepting();
+            }
+        }
+        if !self.lingering.is_empty() {
+            let done: Vec<ConnId> = self
+                .lingering
+                .iter()
+                .copied()
+                .filter(|&id| {
+                    self.conns
+                        .get_mut(id)
+                        .and_then(|c| c.linger_until)
+                        .is_none_or(|until| now >= until)
+                })
+                .collect();
+            self.lingering.retain(|id| !done.contains(id));
+            for id in done {
+                self.close(id);
+            }
+        }
+        if now < self.next_cleanup {
+            return;
+        }
+        self.next_cleanup = now + self.cfg.cleanup_interval;
+        let timeout = self.cfg.channel_timeout;
+        let expired: Vec<ConnId> = self
+            .conns
+            .entries
+            .iter()
+            .flatten()
+            .filter(|c| c.may_time_out() && now.duration_since(c.last_activity) > timeout)
+            .map(|c| c.id)
+            .collect();
+        for id in expired {
+            log::debug!(target: "maitre", "closing a connection idle for over {timeout:?}");
+            self.close(id);
+        }
+    }
+}
+
+/// EMFILE / ENFILE: out of file descriptors, per process or system-wide.
+#[cfg(unix)]
+fn is_fd_exhaustion(e: &io::Error) -> bool {
+    const ENFILE: i32 = 23;
+    const EMFILE: i32 = 24;
+    matches!(e.raw_os_error(), Some(ENFILE | EMFILE))
+}
+
+#[cfg(not(unix))]
+fn is_fd_exhaustion(_e: &io::Error) -> bool {
+    false
+}

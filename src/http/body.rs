@@ -1,0 +1,439 @@
+//! Request bodies: the length and chunked decoders (a small state machine fed
+//! whatever bytes arrived) and the spool that holds a body in memory, or in an
+//! unlinked temporary file once it passes `inbuf_overflow`, as waitress does.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::parse::BodyFraming;
+use super::RequestError;
+
+/// Chunk-size lines, extensions and trailer lines longer than this are refused.
+const MAX_CHUNK_LINE: usize = 4096;
+
+/// Decodes one request body; `feed` returns how many input bytes it consumed.
+#[derive(Debug)]
+pub enum BodyDecoder {
+    Length { remaining: u64 },
+    Chunked(ChunkedDecoder),
+}
+
+impl BodyDecoder {
+    pub fn new(framing: BodyFraming) -> Self {
+        match framing {
+            BodyFraming::None => BodyDecoder::Length { remaining: 0 },
+            BodyFraming::Length(n) => BodyDecoder::Length { remaining: n },
+            BodyFraming::Chunked => BodyDecoder::Chunked(ChunkedDecoder::default()),
+        }
+    }
+
+    /// Feeds `input`, appending body bytes to `out`; returns bytes consumed.
+    pub fn feed(
+        &mut self,
+        input: &[u8],
+        out: &mut dyn FnMut(&[u8]) -> Result<(), RequestError>,
+    ) -> Result<usize, RequestError> {
+        match self {
+            BodyDecoder::Length { remaining } => {
+                let n = input
+                    .len()
+                    .min(usize::try_from(*remaining).unwrap_or(usize::MAX));
+                if n > 0 {
+                    out(&input[..n])?;
+                }
+                *remaining -= n as u64;
+                Ok(n)
+            }
+            BodyDecoder::Chunked(d) => d.feed(input, out),
+        }
+    }
+
+    pub fn is_done(&self) -> bool {
+        match self {
+            BodyDecoder::Length { remaining } => *remaining == 0,
+            BodyDecoder::Chunked(d) => d.state == ChunkState::Done,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    /// Hex digits of the chunk size.
+    Size,
+    /// Optional whitespace and `;ext` after the size, up to CR.
+    Extension,
+    /// The LF after the size line's CR.
+    SizeLf,
+    Data,
+    DataCr,
+    DataLf,
+    /// Start of a trailer line, or the final CRLF.
+    TrailerStart,
+    /// Inside a trailer field line, up to CR.
+    Trailer,
+    TrailerLf,
+    /// The LF of the final empty line.
+    EndLf,
+    Done,
+}
+
+/// RFC 9112 §7.1 chunked decoding. Strict about CRLF (bare LF is a 400: lenient
+/// chunk parsing is a classic request-smuggling hole); extensions and trailers
+/// are parsed and dropped.
+#[derive(Debug)]
+pub struct ChunkedDecoder {
+    state: ChunkState,
+    size: u64,
+    digits: usize,
+    line: usize,
+}
+
+impl Default for ChunkedDecoder {
+    fn default() -> Self {
+        ChunkedDecoder {
+            state: ChunkState::Size,
+            size: 0,
+            digits: 0,
+            line: 0,
+        }
+    }
+}
+
+impl ChunkedDecoder {
+    fn feed(
+        &mut self,
+        input: &[u8],
+        out: &mut dyn FnMut(&[u8]) -> Result<(), RequestError>,
+    ) -> Result<usize, RequestError> {
+        use ChunkState::*;
+        const BAD: RequestError = RequestError::BadRequest("malformed chunked body");
+        let mut i = 0;
+        while i < input.len() && self.state != Done {
+            if self.state == Data {
+                let n = (input.len() - i).min(usize::try_from(self.size).unwrap_or(usize::MAX));
+                out(&input[i..i + n])?;
+                i += n;
+                self.size -= n as u64;
+                if self.size == 0 {
+                    self.state = DataCr;
+                }
+                continue;
+            }
+            let b = input[i];
+            i += 1;
+            self.state = match (self.state, b) {
+                (Size, b) if b.is_ascii_hexdigit() => {
+                    self.digits += 1;
+                    if self.digits > 15 {
+                        return Err(BAD);
+                    }
+                    self.size = self.size * 16 + u64::from(hex_value(b));
+                    Size
+                }
+                (Size, _) if self.digits == 0 => return Err(BAD),
+                (Size, b'\r') => SizeLf,
+                (Size, b';' | b' ' | b'\t') => {
+                    self.line = 0;
+                    Extension
+                }
+                (Extension, b'\r') => SizeLf,
+                (Extension, b'\n') => return Err(BAD),
+                (Extension, _) => {
+                    self.line += 1;
+                    if self.line > MAX_CHUNK_LINE {
+                        return Err(BAD);
+                    }
+                    Extension
+                }
+                (SizeLf, b'\n') => {
+                    self.digits = 0;
+                    if self.size == 0 {
+                        TrailerStart
+                    } else {
+                        Data
+                    }
+                }
+                (DataCr, b'\r') => DataLf,
+                (DataLf, b'\n') => Size,
+                (TrailerStart, b'\r') => EndLf,
+                (TrailerStart | Trailer, b'\n') => return Err(BAD),
+                (TrailerStart, _) => {
+                    self.line = 1;
+                    Trailer
+                }
+                (Trailer, b'\r') => TrailerLf,
+                (Trailer, _) => {
+                    self.line += 1;
+                    if self.line > MAX_CHUNK_LINE {
+                        return Err(BAD);
+                    }
+                    Trailer
+                }
+                (TrailerLf, b'\n') => TrailerStart,
+                (EndLf, b'\n') => Done,
+                _ => return Err(BAD),
+            };
+        }
+        Ok(i)
+    }
+}
+
+fn hex_value(b: u8) -> u8 {
+    match b {
+        b'0'..=b'9' => b - b'0',
+        b'a'..=b'f' => b - b'a' + 10,
+        _ => b - b'A' + 10,
+    }
+}
+
+/// A body being received: memory first, a temporary file past `overflow` bytes.
+#[derive(Debug)]
+pub struct Spool {
+    mem: Vec<u8>,
+    file: Option<File>,
+    len: u64,
+    overflow: usize,
+}
+
+impl Spool {
+    pub fn new(overflow: usize) -> Self {
+        Spool {
+            mem: Vec::new(),
+            file: None,
+            len: 0,
+            overflow,
+        }
+    }
+
+    /// Bytes received so far (named so clippy does not ask for `is_empty`).
+    pub fn received(&self) -> u64 {
+        self.len
+    }
+
+    pub fn write(&mut self, data: &[u8]) -> io::Result<()> {
+        if self.file.is_none() && self.mem.len() + data.len() > self.overflow {
+            let mut file = temp_file()?;
+            file.write_all(&self.mem)?;
+            self.mem = Vec::new();
+            self.file = Some(file);
+        }
+        match &mut self.file {
+            Some(file) => file.write_all(data)?,
+            None => self.mem.extend_from_slice(data),
+        }
+        self.len += data.len() as u64;
+        Ok(())
+    }
+
+    /// Finishes writing; the reader starts at the first body byte.
+    pub fn into_reader(self) -> io::Result<BodyReader> {
+        Ok(match self.file {
+            None => BodyReader::Memory {
+                data: self.mem,
+                pos: 0,
+            },
+            Some(mut file) => {
+                file.seek(SeekFrom::Start(0))?;
+                BodyReader::File {
+                    file: io::BufReader::with_capacity(64 * 1024, file),
+                    remaining: self.len,
+                }
+            }
+        })
+    }
+}
+
+/// A complete body, read by `wsgi.input`.
+#[derive(Debug)]
+pub enum BodyReader {
+    Memory {
+        data: Vec<u8>,
+        pos: usize,
+    },
+    File {
+        file: io::BufReader<File>,
+        remaining: u64,
+    },
+}
+
+impl BodyReader {
+    pub fn empty() -> Self {
+        BodyReader::Memory {
+            data: Vec::new(),
+            pos: 0,
+        }
+    }
+
+    pub fn remaining(&self) -> u64 {
+        match self {
+            BodyReader::Memory { data, pos } => (data.len() - pos) as u64,
+            BodyReader::File { remaining, .. } => *remaining,
+        }
+    }
+
+    /// Reads up to `limit` bytes (all that is left with `None`).
+    pub fn read(&mut self, limit: Option<usize>) -> io::Result<Vec<u8>> {
+        let want = limit
+            .map(|l| (l as u64).min(self.remaining()))
+            .unwrap_or(self.remaining());
+        let want = usize::try_from(want).unwrap_or(usize::MAX);
+        match self {
+            BodyReader::Memory { data, pos } => {
+                let out = data[*pos..*pos + want].to_vec();
+                *pos += want;
+                Ok(out)
+            }
+            BodyReader::File { file, remaining } => {
+                let mut out = vec![0; want];
+                file.read_exact(&mut out)?;
+                *remaining -= want as u64;
+                Ok(out)
+            }
+        }
+    }
+
+    /// Reads through the next `\n` (included), at most `limit` bytes.
+    pub fn read_line(&mut self, limit: Option<usize>) -> io::Result<Vec<u8>> {
+        let limit = limit.unwrap_or(usize::MAX);
+        match self {
+            BodyReader::Memory { data, pos } => {
+                let rest = &data[*pos..];
+                let max = rest.len().min(limit);
+                let end = rest[..max]
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .map_or(max, |i| i + 1);
+                *pos += end;
+                Ok(rest[..end].to_vec())
+            }
+            BodyReader::File { file, remaining } => {
+                let mut out = Vec::new();
+                let max = usize::try_from(*remaining).unwrap_or(usize::MAX).min(limit);
+                let mut take = io::Read::take(file, max as u64);
+                io::BufRead::read_until(&mut take, b'\n', &mut out)?;
+                *remaining -= out.len() as u64;
+                Ok(out)
+            }
+        }
+    }
+}
+
+/// An anonymous temporary file: unlinked at once where the OS allows it, so a
+/// crash leaves nothing behind; elsewhere deleted when closed.
+fn temp_file() -> io::Result<File> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!("maitre-{}-{}.body", std::process::id(), n));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)?;
+    remove_when_closed(&path)?;
+    Ok(file)
+}
+
+#[cfg(unix)]
+fn remove_when_closed(path: &std::path::Path) -> io::Result<()> {
+    // An open descriptor keeps an unlinked file alive until it is closed.
+    std::fs::remove_file(path)
+}
+
+#[cfg(not(unix))]
+fn remove_when_closed(_path: &std::path::Path) -> io::Result<()> {
+    // Windows cannot unlink an open file without FILE_FLAG_DELETE_ON_CLOSE,
+    // which std does not expose; the file stays in the temp dir until cleaned.
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(pieces: &[&[u8]]) -> Result<(Vec<u8>, bool, usize), RequestError> {
+        let mut d = BodyDecoder::new(BodyFraming::Chunked);
+        let mut out = Vec::new();
+        let mut consumed = 0;
+        for p in pieces {
+            consumed += d.feed(p, &mut |b| {
+                out.extend_from_slice(b);
+                Ok(())
+            })?;
+        }
+        Ok((out, d.is_done(), consumed))
+    }
+
+    #[test]
+    fn chunked_whole_and_byte_by_byte() {
+        let body = b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nTrailer: x\r\n\r\nNEXT";
+        let (out, done, consumed) = decode_all(&[body]).unwrap();
+        assert_eq!(out, b"hello world");
+        assert!(done);
+        assert_eq!(consumed, body.len() - 4, "stops before the next request");
+        let pieces: Vec<&[u8]> = body[..body.len() - 4].chunks(1).collect();
+        let (out, done, _) = decode_all(&pieces).unwrap();
+        assert_eq!(out, b"hello world");
+        assert!(done);
+    }
+
+    #[test]
+    fn chunked_upper_hex_and_partial() {
+        let (out, done, _) = decode_all(&[b"A\r\n0123456789\r\n"]).unwrap();
+        assert_eq!(out, b"0123456789");
+        assert!(!done);
+    }
+
+    #[test]
+    fn chunked_errors() {
+        for bad in [
+            &b"x\r\n"[..],
+            b"\r\n",
+            b"5\nhello\r\n",
+            b"5\r\nhelloXX",
+            b"5\r\nhello\n0\r\n\r\n",
+            b"1234567890abcdef0\r\n",
+            b"0\r\nTrailer\n",
+        ] {
+            assert!(decode_all(&[bad]).is_err(), "accepted {bad:?}");
+        }
+    }
+
+    #[test]
+    fn length_decoder_stops_at_length() {
+        let mut d = BodyDecoder::new(BodyFraming::Length(3));
+        let mut out = Vec::new();
+        let n = d
+            .feed(b"abcdef", &mut |b| {
+                out.extend_from_slice(b);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!((n, &out[..], d.is_done()), (3, &b"abc"[..], true));
+    }
+
+    #[test]
+    fn spool_overflows_to_file_and_reads_back() {
+        let mut s = Spool::new(4);
+        s.write(b"ab\ncd").unwrap();
+        s.write(b"ef\ngh").unwrap();
+        assert!(s.file.is_some());
+        let mut r = s.into_reader().unwrap();
+        assert_eq!(r.remaining(), 10);
+        assert_eq!(r.read_line(None).unwrap(), b"ab\n");
+        assert_eq!(r.read(Some(2)).unwrap(), b"cd");
+        assert_eq!(r.read_line(Some(2)).unwrap(), b"ef");
+        assert_eq!(r.read(None).unwrap(), b"\ngh");
+        assert_eq!(r.read(None).unwrap(), b"");
+    }
+
+    #[test]
+    fn memory_reader_lines() {
+        let mut s = Spool::new(1024);
+        s.write(b"one\ntwo").unwrap();
+        let mut r = s.into_reader().unwrap();
+        assert_eq!(r.read_line(None).unwrap(), b"one\n");
+        assert_eq!(r.read_line(None).unwrap(), b"two");
+        assert_eq!(r.read_line(None).unwrap(), b"");
+    }
+}

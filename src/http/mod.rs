@@ -1,0 +1,58 @@
+//! HTTP/1.1 on bytes alone: request heads (`parse`), request bodies (`body`),
+//! responses (`response`) and the cached `Date` header (`date`). Nothing here
+//! touches a socket or Python, so every rule is unit-tested on byte strings.
+
+pub mod body;
+pub mod date;
+pub mod parse;
+pub mod response;
+
+/// The two HTTP versions a request can carry (httparse rejects anything else).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Version {
+    Http10,
+    Http11,
+}
+
+impl Version {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Version::Http10 => "HTTP/1.0",
+            Version::Http11 => "HTTP/1.1",
+        }
+    }
+}
+
+/// Why a request is refused before it reaches the app; each maps to one status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RequestError {
+    /// 400: malformed head, bad framing, bad chunk.
+    BadRequest(&'static str),
+    /// 431: the head is larger than `max_request_header_size`.
+    HeaderTooLarge,
+    /// 413: the body is larger than `max_request_body_size`.
+    BodyTooLarge,
+    /// 500: the server could not hold the body (e.g. the temp file failed).
+    Internal(&'static str),
+}
+
+impl RequestError {
+    pub fn status(&self) -> (u16, &'static str) {
+        match self {
+            RequestError::BadRequest(_) => (400, "Bad Request"),
+            RequestError::HeaderTooLarge => (431, "Request Header Fields Too Large"),
+            RequestError::BodyTooLarge => (413, "Request Entity Too Large"),
+            RequestError::Internal(_) => (500, "Internal Server Error"),
+        }
+    }
+
+    pub fn detail(&self) -> &'static str {
+        match self {
+            RequestError::BadRequest(why) | RequestError::Internal(why) => why,
+            RequestError::HeaderTooLarge => {
+                "the request header block exceeds max_request_header_size"
+            }
+            RequestError::BodyTooLarge => "the request body exceeds max_request_body_size",
+        }
+    }
+}

@@ -1,0 +1,358 @@
+//! Request heads: httparse does the tokenising; this file decides what the head
+//! means for framing (RFC 9112 §6): body length, persistence, `Expect`.
+//! Framing is decided here and only here.
+
+use super::{RequestError, Version};
+
+/// httparse needs a fixed header array; more headers than this is a 431.
+pub const MAX_HEADERS: usize = 128;
+
+/// A byte range inside `RequestHead::raw`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span {
+    start: u32,
+    end: u32,
+}
+
+impl Span {
+    fn within(base: &[u8], part: &[u8]) -> Span {
+        // httparse hands out sub-slices of `base`, so the offset is exact.
+        let start = part.as_ptr() as usize - base.as_ptr() as usize;
+        Span {
+            start: start as u32,
+            end: (start + part.len()) as u32,
+        }
+    }
+
+    pub fn of<'a>(&self, raw: &'a [u8]) -> &'a [u8] {
+        &raw[self.start as usize..self.end as usize]
+    }
+}
+
+/// How the request body is delimited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyFraming {
+    None,
+    Length(u64),
+    Chunked,
+}
+
+/// A parsed request head, owning a copy of its bytes so it can cross threads.
+#[derive(Debug)]
+pub struct RequestHead {
+    pub raw: Vec<u8>,
+    pub method: Span,
+    pub target: Span,
+    pub version: Version,
+    pub headers: Vec<(Span, Span)>,
+    pub framing: BodyFraming,
+    /// The client's wish: HTTP/1.1 unless `Connection: close`, HTTP/1.0 only with `keep-alive`.
+    pub keep_alive: bool,
+    /// `Expect: 100-continue` on an HTTP/1.1 request that has a body.
+    pub expect_continue: bool,
+}
+
+impl RequestHead {
+    pub fn method(&self) -> &[u8] {
+        self.method.of(&self.raw)
+    }
+
+    pub fn target(&self) -> &[u8] {
+        self.target.of(&self.raw)
+    }
+
+    pub fn is_head(&self) -> bool {
+        self.method() == b"HEAD"
+    }
+
+    pub fn header_pairs(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.headers
+            .iter()
+            .map(move |(n, v)| (n.of(&self.raw), v.of(&self.raw)))
+    }
+}
+
+/// Parses one request head from the front of `buf`.
+///
+/// `Ok(None)` means more bytes are needed; `Ok(Some((head, n)))` consumed `n` bytes.
+pub fn parse_head(
+    buf: &[u8],
+    max_header_size: usize,
+) -> Result<Option<(RequestHead, usize)>, RequestError> {
+    // RFC 9112 §2.2: ignore at least one empty line before a request line.
+    let skip = leading_empty_lines(buf);
+    let buf = &buf[skip..];
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let status = match req.parse(buf) {
+        Ok(s) => s,
+        Err(httparse::Error::TooManyHeaders) => return Err(RequestError::HeaderTooLarge),
+        Err(httparse::Error::Version) => {
+            return Err(RequestError::BadRequest("unsupported HTTP version"))
+        }
+        Err(_) => return Err(RequestError::BadRequest("malformed request head")),
+    };
+    let len = match status {
+        httparse::Status::Partial => {
+            if buf.len() > max_header_size {
+                return Err(RequestError::HeaderTooLarge);
+            }
+            return Ok(None);
+        }
+        httparse::Status::Complete(len) => len,
+    };
+    if len > max_header_size {
+        return Err(RequestError::HeaderTooLarge);
+    }
+    let version = match req.version {
+        Some(0) => Version::Http10,
+        _ => Version::Http11,
+    };
+    let (Some(method), Some(path)) = (req.method, req.path) else {
+        return Err(RequestError::BadRequest("malformed request line"));
+    };
+    let raw = buf[..len].to_vec();
+    let span = |part: &[u8]| Span::within(&buf[..len], part);
+    let mut head = RequestHead {
+        method: span(method.as_bytes()),
+        target: span(path.as_bytes()),
+        version,
+        headers: Vec::with_capacity(req.headers.len()),
+        framing: BodyFraming::None,
+        keep_alive: version == Version::Http11,
+        expect_continue: false,
+        raw: Vec::new(),
+    };
+    let mut content_length: Option<u64> = None;
+    let mut chunked = false;
+    let mut hosts = 0;
+    let mut expect_continue = false;
+    let (mut conn_close, mut conn_keep_alive) = (false, false);
+    for h in req.headers.iter() {
+        let name = h.name.as_bytes();
+        let value = trim(h.value);
+        head.headers.push((span(name), span(h.value)));
+        if name.eq_ignore_ascii_case(b"content-length") {
+            if content_length.is_some() {
+                return Err(RequestError::BadRequest("repeated Content-Length"));
+            }
+            content_length = Some(
+                parse_content_length(value)
+                    .ok_or(RequestError::BadRequest("malformed Content-Length"))?,
+            );
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            // Only a single `chunked` is understood; anything else could be
+            // framed differently by a proxy in front of us (request smuggling).
+            if chunked || !value.eq_ignore_ascii_case(b"chunked") {
+                return Err(RequestError::BadRequest(
+                    "unsupported Transfer-Encoding (only a single chunked is accepted)",
+                ));
+            }
+            chunked = true;
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            for token in value.split(|&b| b == b',') {
+                let token = trim(token);
+                conn_close |= token.eq_ignore_ascii_case(b"close");
+                conn_keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+            }
+        } else if name.eq_ignore_ascii_case(b"host") {
+            hosts += 1;
+        } else if name.eq_ignore_ascii_case(b"expect") {
+            expect_continue = value.eq_ignore_ascii_case(b"100-continue");
+        }
+    }
+    if version == Version::Http11 && hosts != 1 {
+        // RFC 9112 §3.2: exactly one Host for HTTP/1.1.
+        return Err(RequestError::BadRequest(
+            "HTTP/1.1 requires exactly one Host header",
+        ));
+    }
+    head.framing = match (content_length, chunked) {
+        (Some(_), true) => {
+            return Err(RequestError::BadRequest(
+                "both Content-Length and Transfer-Encoding",
+            ))
+        }
+        (_, true) if version == Version::Http10 => {
+            return Err(RequestError::BadRequest(
+                "Transfer-Encoding in an HTTP/1.0 request",
+            ))
+        }
+        (_, true) => BodyFraming::Chunked,
+        (Some(0), false) | (None, false) => BodyFraming::None,
+        (Some(n), false) => BodyFraming::Length(n),
+    };
+    head.keep_alive = match version {
+        Version::Http11 => !conn_close,
+        Version::Http10 => conn_keep_alive && !conn_close,
+    };
+    head.expect_continue =
+        expect_continue && version == Version::Http11 && head.framing != BodyFraming::None;
+    head.raw = raw;
+    Ok(Some((head, skip + len)))
+}
+
+fn leading_empty_lines(buf: &[u8]) -> usize {
+    let mut i = 0;
+    loop {
+        if buf[i..].starts_with(b"\r\n") {
+            i += 2;
+        } else if buf[i..].starts_with(b"\n") {
+            i += 1;
+        } else {
+            return i;
+        }
+    }
+}
+
+/// `1*DIGIT` and nothing else: no sign, no list, no spaces inside, no overflow.
+pub fn parse_content_length(value: &[u8]) -> Option<u64> {
+    if value.is_empty() || value.len() > 18 || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(value.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
+}
+
+pub fn trim(mut v: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = v {
+        v = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = v {
+        v = rest;
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Option<(RequestHead, usize)>, RequestError> {
+        parse_head(s.as_bytes(), 8192)
+    }
+
+    fn ok(s: &str) -> RequestHead {
+        parse(s).expect("valid").expect("complete").0
+    }
+
+    fn bad(s: &str) -> RequestError {
+        parse(s).expect_err("should be rejected")
+    }
+
+    #[test]
+    fn simple_get() {
+        let (h, n) = parse("GET /a?b=c HTTP/1.1\r\nHost: x\r\n\r\nrest")
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, 32);
+        assert_eq!(h.method(), b"GET");
+        assert_eq!(h.target(), b"/a?b=c");
+        assert_eq!(h.version, Version::Http11);
+        assert!(h.keep_alive);
+        assert_eq!(h.framing, BodyFraming::None);
+        let hs: Vec<_> = h.header_pairs().collect();
+        assert_eq!(hs, vec![(&b"Host"[..], &b"x"[..])]);
+    }
+
+    #[test]
+    fn partial_needs_more() {
+        assert!(parse("GET / HTTP/1.1\r\nHost: x\r\n").unwrap().is_none());
+    }
+
+    #[test]
+    fn leading_crlf_ignored() {
+        let (h, n) = parse("\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.method(), b"GET");
+        assert_eq!(n, 29);
+    }
+
+    #[test]
+    fn persistence_rules() {
+        assert!(!ok("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").keep_alive);
+        assert!(!ok("GET / HTTP/1.0\r\n\r\n").keep_alive);
+        assert!(ok("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").keep_alive);
+        assert!(!ok("GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n").keep_alive);
+    }
+
+    #[test]
+    fn body_framing() {
+        let h = ok("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n");
+        assert_eq!(h.framing, BodyFraming::Length(5));
+        let h = ok("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: Chunked\r\n\r\n");
+        assert_eq!(h.framing, BodyFraming::Chunked);
+        let h = ok("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!(h.framing, BodyFraming::None);
+    }
+
+    #[test]
+    fn framing_errors_are_400() {
+        for req in [
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1,2\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +1\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "GET / HTTP/1.1\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            "GARBAGE\r\n\r\n",
+            "GET / HTTP/2.0\r\n\r\n",
+        ] {
+            assert!(
+                matches!(bad(req), RequestError::BadRequest(_)),
+                "not rejected: {req:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn header_limits_are_431() {
+        let long = format!(
+            "GET / HTTP/1.1\r\nHost: x\r\nX: {}\r\n\r\n",
+            "a".repeat(200)
+        );
+        assert_eq!(
+            parse_head(long.as_bytes(), 100).unwrap_err(),
+            RequestError::HeaderTooLarge
+        );
+        // Incomplete but already over the limit.
+        assert_eq!(
+            parse_head(&long.as_bytes()[..150], 100).unwrap_err(),
+            RequestError::HeaderTooLarge
+        );
+        let many: String = (0..MAX_HEADERS + 1)
+            .map(|i| format!("X{i}: y\r\n"))
+            .collect();
+        let req = format!("GET / HTTP/1.1\r\nHost: x\r\n{many}\r\n");
+        assert_eq!(
+            parse_head(req.as_bytes(), 1 << 20).unwrap_err(),
+            RequestError::HeaderTooLarge
+        );
+    }
+
+    #[test]
+    fn expect_continue_only_with_body_on_11() {
+        let h =
+            ok("POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n");
+        assert!(h.expect_continue);
+        let h = ok("GET / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n\r\n");
+        assert!(!h.expect_continue);
+        let h = ok("POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n");
+        assert!(!h.expect_continue);
+    }
+
+    #[test]
+    fn content_length_parser() {
+        assert_eq!(parse_content_length(b"0"), Some(0));
+        assert_eq!(parse_content_length(b"123"), Some(123));
+        assert_eq!(parse_content_length(b""), None);
+        assert_eq!(parse_content_length(b"99999999999999999999"), None);
+        assert_eq!(parse_content_length(b"1 2"), None);
+    }
+}

@@ -1,0 +1,382 @@
+//! Responses: the head (status line, the app's headers, the framing and
+//! persistence headers we add) and the body encoder that keeps the wire honest
+//! (never more than a declared Content-Length; chunked or close-delimited when
+//! the length is unknown; no body where HTTP forbids one).
+
+use super::{date, Version};
+
+/// What the request means for its response.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestInfo {
+    pub version: Version,
+    pub is_head: bool,
+    /// The client's persistence wish (already false when the server is stopping).
+    pub keep_alive: bool,
+}
+
+/// How the response body is delimited on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyEncoding {
+    /// HEAD, 1xx, 204 and 304: headers only.
+    Empty,
+    Length(u64),
+    Chunked,
+    /// HTTP/1.0 without a length: the end of the body is the end of the connection.
+    UntilClose,
+}
+
+/// The app's response headers, validated by `start_response`.
+#[derive(Debug, Default)]
+pub struct ResponseHead {
+    pub status: String,
+    pub code: u16,
+    pub headers: Vec<(String, String)>,
+    /// The app's own Content-Length, parsed.
+    pub content_length: Option<u64>,
+    /// The app said `Connection: close`.
+    pub close: bool,
+}
+
+/// Writes one response's bytes into an output buffer.
+#[derive(Debug)]
+pub struct ResponseEncoder {
+    pub encoding: BodyEncoding,
+    written: u64,
+    keep_alive: bool,
+}
+
+impl ResponseEncoder {
+    /// Writes the head and returns the encoder for the body. `known_len` is the
+    /// full body length when the server already holds all of it.
+    pub fn start(
+        out: &mut Vec<u8>,
+        req: RequestInfo,
+        head: &ResponseHead,
+        known_len: Option<u64>,
+        ident: Option<&str>,
+    ) -> Self {
+        let no_body_status = head.code < 200 || head.code == 204 || head.code == 304;
+        let length = head.content_length.or(known_len);
+        let mut keep_alive = req.keep_alive && !head.close;
+        let encoding = if no_body_status || req.is_head {
+            BodyEncoding::Empty
+        } else if let Some(n) = length {
+            BodyEncoding::Length(n)
+        } else if req.version == Version::Http11 {
+            BodyEncoding::Chunked
+        } else {
+            keep_alive = false;
+            BodyEncoding::UntilClose
+        };
+        out.extend_from_slice(req.version.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(head.status.as_bytes());
+        out.extend_from_slice(b"\r\n");
+        let (mut has_date, mut has_server) = (false, false);
+        for (name, value) in &head.headers {
+            if name.eq_ignore_ascii_case("connection") {
+                continue; // replaced by our own, which states what we will do
+            }
+            has_date |= name.eq_ignore_ascii_case("date");
+            has_server |= name.eq_ignore_ascii_case("server");
+            header(out, name.as_bytes(), value.as_bytes());
+        }
+        if head.content_length.is_none() && !no_body_status {
+            if let Some(n) = known_len {
+                header(out, b"Content-Length", n.to_string().as_bytes());
+            }
+        }
+        if encoding == BodyEncoding::Chunked {
+            header(out, b"Transfer-Encoding", b"chunked");
+        }
+        if !keep_alive {
+            header(out, b"Connection", b"close");
+        } else if req.version == Version::Http10 {
+            header(out, b"Connection", b"Keep-Alive");
+        }
+        if !has_date {
+            out.extend_from_slice(b"Date: ");
+            date::append_now(out);
+            out.extend_from_slice(b"\r\n");
+        }
+        if let (false, Some(ident)) = (has_server, ident) {
+            header(out, b"Server", ident.as_bytes());
+        }
+        out.extend_from_slice(b"\r\n");
+        ResponseEncoder {
+            encoding,
+            written: 0,
+            keep_alive,
+        }
+    }
+
+    /// Appends body bytes in the chosen encoding. Bytes past a declared
+    /// Content-Length are dropped and the connection will close.
+    pub fn body(&mut self, out: &mut Vec<u8>, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
+        match self.encoding {
+            BodyEncoding::Empty => {}
+            BodyEncoding::Length(n) => {
+                let room = n - self.written;
+                let take = (data.len() as u64).min(room) as usize;
+                out.extend_from_slice(&data[..take]);
+                self.written += take as u64;
+                if take < data.len() {
+                    self.keep_alive = false;
+                }
+            }
+            BodyEncoding::Chunked => {
+                push_hex(out, data.len());
+                out.extend_from_slice(b"\r\n");
+                out.extend_from_slice(data);
+                out.extend_from_slice(b"\r\n");
+                self.written += data.len() as u64;
+            }
+            BodyEncoding::UntilClose => {
+                out.extend_from_slice(data);
+                self.written += data.len() as u64;
+            }
+        }
+    }
+
+    /// Ends the body; returns whether the connection may carry another request.
+    pub fn finish(&mut self, out: &mut Vec<u8>) -> bool {
+        match self.encoding {
+            BodyEncoding::Chunked => out.extend_from_slice(b"0\r\n\r\n"),
+            // Fewer bytes than declared: the client would wait for the rest.
+            BodyEncoding::Length(n) if self.written < n => self.keep_alive = false,
+            BodyEncoding::UntilClose => self.keep_alive = false,
+            _ => {}
+        }
+        self.keep_alive
+    }
+}
+
+fn header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+fn push_hex(out: &mut Vec<u8>, mut n: usize) {
+    let mut digits = [0u8; 16];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b"0123456789abcdef"[n & 0xf];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// A complete response the server writes on its own (errors, 100 Continue is
+/// separate); always closes the connection.
+pub fn simple_response(
+    version: Version,
+    code: u16,
+    reason: &str,
+    detail: &str,
+    ident: Option<&str>,
+) -> Vec<u8> {
+    let body = format!("{reason}\r\n\r\n{detail}\r\n");
+    let head = ResponseHead {
+        status: format!("{code} {reason}"),
+        code,
+        headers: vec![(
+            "Content-Type".to_owned(),
+            "text/plain; charset=utf-8".to_owned(),
+        )],
+        content_length: Some(body.len() as u64),
+        close: true,
+    };
+    let mut out = Vec::with_capacity(256);
+    let req = RequestInfo {
+        version,
+        is_head: false,
+        keep_alive: false,
+    };
+    let mut enc = ResponseEncoder::start(&mut out, req, &head, None, ident);
+    enc.body(&mut out, body.as_bytes());
+    enc.finish(&mut out);
+    out
+}
+
+pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(status: &str, headers: &[(&str, &str)], cl: Option<u64>) -> ResponseHead {
+        ResponseHead {
+            status: status.to_owned(),
+            code: status[..3].parse().unwrap(),
+            headers: headers
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
+            content_length: cl,
+            close: false,
+        }
+    }
+
+    const H11: RequestInfo = RequestInfo {
+        version: Version::Http11,
+        is_head: false,
+        keep_alive: true,
+    };
+
+    fn text(v: &[u8]) -> String {
+        String::from_utf8_lossy(v).into_owned()
+    }
+
+    #[test]
+    fn known_length_adds_content_length() {
+        let mut out = Vec::new();
+        let mut e = ResponseEncoder::start(
+            &mut out,
+            H11,
+            &head("200 OK", &[], None),
+            Some(5),
+            Some("maitre"),
+        );
+        e.body(&mut out, b"hello");
+        assert!(e.finish(&mut out));
+        let t = text(&out);
+        assert!(
+            t.starts_with("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nDate: "),
+            "{t}"
+        );
+        assert!(t.ends_with("GMT\r\nServer: maitre\r\n\r\nhello"), "{t}");
+    }
+
+    #[test]
+    fn unknown_length_is_chunked_on_11() {
+        let mut out = Vec::new();
+        let mut e = ResponseEncoder::start(&mut out, H11, &head("200 OK", &[], None), None, None);
+        let start = out.len();
+        e.body(&mut out, b"hello");
+        e.body(&mut out, b"");
+        e.body(&mut out, b"0123456789abcdef!");
+        assert!(e.finish(&mut out));
+        assert!(text(&out[..start]).contains("Transfer-Encoding: chunked\r\n"));
+        assert_eq!(
+            text(&out[start..]),
+            "5\r\nhello\r\n11\r\n0123456789abcdef!\r\n0\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn unknown_length_on_10_closes() {
+        let mut out = Vec::new();
+        let req = RequestInfo {
+            version: Version::Http10,
+            ..H11
+        };
+        let mut e = ResponseEncoder::start(&mut out, req, &head("200 OK", &[], None), None, None);
+        e.body(&mut out, b"abc");
+        assert!(!e.finish(&mut out));
+        let t = text(&out);
+        assert!(t.starts_with("HTTP/1.0 200 OK\r\n"));
+        assert!(t.contains("Connection: close\r\n"));
+        assert!(t.ends_with("\r\n\r\nabc"));
+    }
+
+    #[test]
+    fn keep_alive_on_10_is_announced() {
+        let mut out = Vec::new();
+        let req = RequestInfo {
+            version: Version::Http10,
+            ..H11
+        };
+        let mut e =
+            ResponseEncoder::start(&mut out, req, &head("200 OK", &[], Some(0)), None, None);
+        assert!(e.finish(&mut out));
+        assert!(text(&out).contains("Connection: Keep-Alive\r\n"));
+    }
+
+    #[test]
+    fn never_more_than_declared() {
+        let mut out = Vec::new();
+        let h = head("200 OK", &[("Content-Length", "3")], Some(3));
+        let mut e = ResponseEncoder::start(&mut out, H11, &h, None, None);
+        let start = out.len();
+        e.body(&mut out, b"abcdef");
+        assert!(!e.finish(&mut out));
+        assert_eq!(&out[start..], b"abc");
+    }
+
+    #[test]
+    fn fewer_than_declared_closes() {
+        let mut out = Vec::new();
+        let h = head("200 OK", &[("Content-Length", "10")], Some(10));
+        let mut e = ResponseEncoder::start(&mut out, H11, &h, None, None);
+        e.body(&mut out, b"abc");
+        assert!(!e.finish(&mut out));
+    }
+
+    #[test]
+    fn no_body_statuses_and_head() {
+        for (status, req) in [
+            ("204 No Content", H11),
+            ("304 Not Modified", H11),
+            (
+                "200 OK",
+                RequestInfo {
+                    is_head: true,
+                    ..H11
+                },
+            ),
+        ] {
+            let mut out = Vec::new();
+            let mut e =
+                ResponseEncoder::start(&mut out, req, &head(status, &[], None), Some(5), None);
+            let start = out.len();
+            e.body(&mut out, b"hello");
+            assert!(e.finish(&mut out), "{status}");
+            assert_eq!(out.len(), start, "{status}: no body bytes");
+            assert!(!text(&out).contains("chunked"));
+        }
+        // HEAD still announces the length a GET would have.
+        let mut out = Vec::new();
+        let req = RequestInfo {
+            is_head: true,
+            ..H11
+        };
+        ResponseEncoder::start(&mut out, req, &head("200 OK", &[], None), Some(5), None);
+        assert!(text(&out).contains("Content-Length: 5\r\n"));
+    }
+
+    #[test]
+    fn app_connection_close_and_own_date_server() {
+        let mut out = Vec::new();
+        let mut h = head(
+            "200 OK",
+            &[("Connection", "close"), ("Date", "x"), ("Server", "app")],
+            Some(0),
+        );
+        h.close = true;
+        let mut e = ResponseEncoder::start(&mut out, H11, &h, None, Some("maitre"));
+        assert!(!e.finish(&mut out));
+        let t = text(&out);
+        assert_eq!(t.matches("Date:").count(), 1);
+        assert!(t.contains("Server: app\r\n") && !t.contains("maitre"));
+        assert_eq!(t.matches("Connection:").count(), 1);
+        assert!(t.contains("Connection: close\r\n"));
+    }
+
+    #[test]
+    fn simple_response_is_complete() {
+        let r = simple_response(Version::Http11, 400, "Bad Request", "why", Some("maitre"));
+        let t = text(&r);
+        assert!(t.starts_with("HTTP/1.1 400 Bad Request\r\n"));
+        assert!(t.contains("Connection: close\r\n"));
+        assert!(t.ends_with("\r\n\r\nBad Request\r\n\r\nwhy\r\n"));
+    }
+}

@@ -1,0 +1,205 @@
+//! Builds the environ dict (PEP 3333): native strings are latin-1, PATH_INFO is
+//! percent-decoded, headers become `HTTP_*` (names with `_` are dropped so they
+//! cannot pose as their `-` twins), repeats are joined with `, `.
+
+use std::net::SocketAddr;
+
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString};
+
+use crate::config::Config;
+use crate::http::parse::RequestHead;
+
+use super::input::InputStream;
+use super::WsgiContext;
+
+/// Bytes to a Python str, one code point per byte (latin-1).
+pub fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
+    if bytes.is_ascii() {
+        // ASCII is valid UTF-8, so this never takes the lossy path.
+        return PyString::new(py, &String::from_utf8_lossy(bytes));
+    }
+    let s: String = bytes.iter().map(|&b| char::from(b)).collect();
+    PyString::new(py, &s)
+}
+
+/// Splits a request target into (path, query): origin form, absolute form
+/// (`http://host/path`), or anything else (`*`) as it is.
+pub fn split_target(target: &[u8]) -> (&[u8], &[u8]) {
+    let mut path = target;
+    if !path.starts_with(b"/") {
+        if let Some(i) = path.windows(3).position(|w| w == b"://") {
+            let after = &path[i + 3..];
+            path = match after.iter().position(|&b| b == b'/' || b == b'?') {
+                Some(j) => &after[j..],
+                None => b"/",
+            };
+        }
+    }
+    match path.iter().position(|&b| b == b'?') {
+        Some(i) => (&path[..i], &path[i + 1..]),
+        None => (path, b""),
+    }
+}
+
+/// `%XX` to the byte it names; malformed escapes stay as they are.
+pub fn percent_decode(input: &[u8]) -> Vec<u8> {
+    fn hex(b: u8) -> Option<u8> {
+        (b as char).to_digit(16).map(|d| d as u8)
+    }
+    let mut out = Vec::with_capacity(input.len());
+    let mut i = 0;
+    while i < input.len() {
+        if input[i] == b'%' && i + 2 < input.len() {
+            if let (Some(h), Some(l)) = (hex(input[i + 1]), hex(input[i + 2])) {
+                out.push(h * 16 + l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(input[i]);
+        i += 1;
+    }
+    out
+}
+
+/// PATH_INFO once `url_prefix` (the SCRIPT_NAME) is taken off its front.
+pub fn strip_prefix<'a>(path: &'a [u8], prefix: &str) -> &'a [u8] {
+    let prefix = prefix.as_bytes();
+    if prefix.is_empty() {
+        return path;
+    }
+    match path.strip_prefix(prefix) {
+        Some(rest) if rest.is_empty() || rest.starts_with(b"/") => rest,
+        _ => path,
+    }
+}
+
+/// `Content-Type` → `CONTENT_TYPE`, `X-Foo` → `HTTP_X_FOO`; `None` for names with `_`.
+pub fn environ_key(name: &[u8]) -> Option<String> {
+    if name.contains(&b'_') {
+        return None;
+    }
+    if name.eq_ignore_ascii_case(b"content-type") {
+        return Some("CONTENT_TYPE".to_owned());
+    }
+    if name.eq_ignore_ascii_case(b"content-length") {
+        return Some("CONTENT_LENGTH".to_owned());
+    }
+    let mut key = String::with_capacity(5 + name.len());
+    key.push_str("HTTP_");
+    key.extend(name.iter().map(|&b| match b {
+        b'-' => '_',
+        b => char::from(b.to_ascii_uppercase()),
+    }));
+    Some(key)
+}
+
+pub struct RequestMeta<'a> {
+    pub head: &'a RequestHead,
+    pub peer: SocketAddr,
+    pub server_port: u16,
+    /// Overrides the header (a de-chunked body has a known length; a deferred one none).
+    pub content_length: Option<Option<u64>>,
+}
+
+pub fn build<'py>(
+    py: Python<'py>,
+    ctx: &WsgiContext,
+    cfg: &Config,
+    meta: &RequestMeta,
+    input: &Bound<'py, InputStream>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let env = ctx.base_environ.bind(py).copy()?;
+    let head = meta.head;
+    let (path, query) = split_target(head.target());
+    let path = percent_decode(path);
+    env.set_item(intern!(py, "REQUEST_METHOD"), latin1(py, head.method()))?;
+    env.set_item(
+        intern!(py, "PATH_INFO"),
+        latin1(py, strip_prefix(&path, &cfg.url_prefix)),
+    )?;
+    env.set_item(intern!(py, "QUERY_STRING"), latin1(py, query))?;
+    env.set_item(intern!(py, "SERVER_PROTOCOL"), head.version.as_str())?;
+    env.set_item(intern!(py, "SERVER_PORT"), meta.server_port.to_string())?;
+    let ip = meta.peer.ip().to_string();
+    env.set_item(intern!(py, "REMOTE_ADDR"), &ip)?;
+    env.set_item(intern!(py, "REMOTE_HOST"), &ip)?;
+    env.set_item(intern!(py, "REMOTE_PORT"), meta.peer.port().to_string())?;
+    for (name, value) in head.header_pairs() {
+        let Some(key) = environ_key(name) else {
+            continue;
+        };
+        if meta.content_length.is_some()
+            && (key == "CONTENT_LENGTH" || key == "HTTP_TRANSFER_ENCODING")
+        {
+            continue;
+        }
+        let value = crate::http::parse::trim(value);
+        match env.get_item(&key)? {
+            Some(prev) => {
+                let joined = format!("{}, {}", prev.extract::<String>()?, latin1(py, value));
+                env.set_item(key, joined)?;
+            }
+            None => env.set_item(key, latin1(py, value))?,
+        }
+    }
+    if let Some(Some(n)) = meta.content_length {
+        env.set_item(intern!(py, "CONTENT_LENGTH"), n.to_string())?;
+    }
+    env.set_item(intern!(py, "wsgi.input"), input)?;
+    env.set_item(
+        intern!(py, "wsgi.errors"),
+        ctx.sys.bind(py).getattr(intern!(py, "stderr"))?,
+    )?;
+    Ok(env)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets() {
+        assert_eq!(split_target(b"/a/b?x=1&y"), (&b"/a/b"[..], &b"x=1&y"[..]));
+        assert_eq!(split_target(b"/a"), (&b"/a"[..], &b""[..]));
+        assert_eq!(split_target(b"http://h:1/p?q"), (&b"/p"[..], &b"q"[..]));
+        assert_eq!(split_target(b"http://h"), (&b"/"[..], &b""[..]));
+        assert_eq!(split_target(b"*"), (&b"*"[..], &b""[..]));
+    }
+
+    #[test]
+    fn percent() {
+        assert_eq!(percent_decode(b"/caf%C3%A9"), b"/caf\xc3\xa9");
+        assert_eq!(percent_decode(b"/a%2Fb"), b"/a/b");
+        assert_eq!(percent_decode(b"/bad%zz%4"), b"/bad%zz%4");
+        assert_eq!(percent_decode(b"%41"), b"A");
+        assert_eq!(percent_decode(b"%"), b"%");
+    }
+
+    #[test]
+    fn prefixes() {
+        assert_eq!(strip_prefix(b"/app/x", "/app"), b"/x");
+        assert_eq!(strip_prefix(b"/app", "/app"), b"");
+        assert_eq!(strip_prefix(b"/application", "/app"), b"/application");
+        assert_eq!(strip_prefix(b"/x", ""), b"/x");
+    }
+
+    #[test]
+    fn keys() {
+        assert_eq!(
+            environ_key(b"User-Agent").as_deref(),
+            Some("HTTP_USER_AGENT")
+        );
+        assert_eq!(
+            environ_key(b"content-type").as_deref(),
+            Some("CONTENT_TYPE")
+        );
+        assert_eq!(
+            environ_key(b"Content-Length").as_deref(),
+            Some("CONTENT_LENGTH")
+        );
+        assert_eq!(environ_key(b"X_Forwarded_For"), None);
+    }
+}

@@ -1,0 +1,59 @@
+//! The Python side of a request (PEP 3333): the environ, `start_response` and
+//! `write`, `wsgi.input`, `wsgi.file_wrapper`, and the task that calls the app.
+
+pub mod environ;
+pub mod file_wrapper;
+pub mod input;
+pub mod start_response;
+pub mod task;
+
+use std::sync::Arc;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple};
+
+use crate::config::Config;
+use file_wrapper::FileWrapper;
+
+/// Per-worker Python objects made once, not once a request.
+pub struct WsgiContext {
+    /// The environ keys that never change; each request starts from a copy.
+    pub base_environ: Py<PyDict>,
+    pub logger: Py<PyAny>,
+    pub format_exception: Py<PyAny>,
+    pub sys: Py<PyModule>,
+    /// The `Server` header value, shared by every response.
+    pub ident: Option<Arc<str>>,
+}
+
+impl WsgiContext {
+    pub fn new(py: Python<'_>, cfg: &Config) -> PyResult<Self> {
+        let base = PyDict::new(py);
+        base.set_item("wsgi.version", PyTuple::new(py, [1, 0])?)?;
+        base.set_item("wsgi.url_scheme", &cfg.url_scheme)?;
+        base.set_item("wsgi.multithread", true)?;
+        base.set_item("wsgi.multiprocess", false)?;
+        base.set_item("wsgi.run_once", false)?;
+        base.set_item("wsgi.input_terminated", true)?;
+        base.set_item("wsgi.file_wrapper", py.get_type::<FileWrapper>())?;
+        base.set_item("SERVER_NAME", &cfg.server_name)?;
+        base.set_item("SCRIPT_NAME", &cfg.url_prefix)?;
+        if let Some(ident) = &cfg.ident {
+            base.set_item("SERVER_SOFTWARE", ident)?;
+        }
+        let logger = py
+            .import("logging")?
+            .getattr("getLogger")?
+            .call1(("maitre",))?;
+        Ok(WsgiContext {
+            base_environ: base.unbind(),
+            logger: logger.unbind(),
+            format_exception: py
+                .import("traceback")?
+                .getattr("format_exception")?
+                .unbind(),
+            sys: py.import("sys")?.unbind(),
+            ident: cfg.ident.as_deref().map(Arc::from),
+        })
+    }
+}

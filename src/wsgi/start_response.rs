@@ -1,0 +1,312 @@
+//! `start_response` and `write` (PEP 3333), and the response state they share
+//! with the task: the head the app declared, the encoder once it went out, and
+//! the hand-off of bytes to the event loop with back-pressure.
+
+use std::sync::Arc;
+
+use pyo3::exceptions::{PyAssertionError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyString};
+
+use crate::conn::{ConnId, ConnShared};
+use crate::http::parse::parse_content_length;
+use crate::http::response::{RequestInfo, ResponseEncoder, ResponseHead};
+use crate::workers::{Completion, Kind, LoopHandle};
+
+/// Headers an application must not send (PEP 3333); `Connection` is allowed
+/// so an app can ask for the connection to close.
+const HOP_BY_HOP: [&str; 7] = [
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailers",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// The client went away: stop producing the response.
+pub struct ClientGone;
+
+#[pyclass(module = "maitre._maitre")]
+pub struct StartResponse {
+    conn: ConnId,
+    shared: Arc<ConnShared>,
+    handle: LoopHandle,
+    req: RequestInfo,
+    ident: Option<Arc<str>>,
+    watermark: usize,
+    head: Option<ResponseHead>,
+    encoder: Option<ResponseEncoder>,
+    out: Vec<u8>,
+    finished: bool,
+}
+
+impl StartResponse {
+    pub fn new(
+        conn: ConnId,
+        shared: Arc<ConnShared>,
+        handle: LoopHandle,
+        req: RequestInfo,
+        ident: Option<Arc<str>>,
+        watermark: usize,
+    ) -> Self {
+        StartResponse {
+            conn,
+            shared,
+            handle,
+            req,
+            ident,
+            watermark,
+            head: None,
+            encoder: None,
+            out: Vec::new(),
+            finished: false,
+        }
+    }
+
+    pub fn head_sent(&self) -> bool {
+        self.encoder.is_some()
+    }
+
+    pub fn client_gone(&self) -> bool {
+        self.shared.is_closed()
+    }
+
+    /// Writes the head into the output if it has not gone out yet.
+    fn start(&mut self, known_len: Option<u64>) -> PyResult<()> {
+        if self.encoder.is_none() {
+            let Some(head) = &self.head else {
+                return Err(PyAssertionError::new_err(
+                    "the application sent body data before calling start_response",
+                ));
+            };
+            self.encoder = Some(ResponseEncoder::start(
+                &mut self.out,
+                self.req,
+                head,
+                known_len,
+                self.ident.as_deref(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Sends one body chunk (with the head first, if it has not gone out).
+    /// PEP 3333: each chunk is handed on before the next is asked for.
+    pub fn send_chunk(&mut self, py: Python<'_>, data: &[u8]) -> PyResult<Result<(), ClientGone>> {
+        if data.is_empty() && self.encoder.is_none() {
+            return Ok(Ok(())); // headers wait for the first non-empty chunk
+        }
+        self.start(None)?;
+        if let Some(encoder) = &mut self.encoder {
+            encoder.body(&mut self.out, data);
+        }
+        Ok(self.flush(py, Kind::More))
+    }
+
+    /// Sends a whole body the app handed over at once (a list or tuple), so the
+    /// length is known and head, body and end travel as one completion.
+    pub fn send_all(&mut self, chunks: &[&[u8]]) -> PyResult<()> {
+        let total: usize = chunks.iter().map(|c| c.len()).sum();
+        self.start(Some(total as u64))?;
+        self.out.reserve(total + 16);
+        if let Some(encoder) = &mut self.encoder {
+            for chunk in chunks {
+                encoder.body(&mut self.out, chunk);
+            }
+        }
+        self.end();
+        Ok(())
+    }
+
+    /// Ends the response (an empty body if nothing was sent).
+    pub fn finish(&mut self) -> PyResult<()> {
+        if self.finished {
+            return Ok(());
+        }
+        self.start(Some(0))?;
+        self.end();
+        Ok(())
+    }
+
+    fn end(&mut self) {
+        let keep_alive = self
+            .encoder
+            .as_mut()
+            .is_some_and(|e| e.finish(&mut self.out));
+        self.finished = true;
+        let _ = self.flush_kind(Kind::End { keep_alive });
+    }
+
+    /// The response broke off after its head went out: flush and close.
+    pub fn abort(&mut self) {
+        self.finished = true;
+        let _ = self.flush_kind(Kind::Abort);
+    }
+
+    /// Replaces the response with a server-made one (an error before the head went out).
+    pub fn replace(&mut self, response: Vec<u8>) {
+        self.out = response;
+        self.finished = true;
+        let _ = self.flush_kind(Kind::End { keep_alive: false });
+    }
+
+    fn flush_kind(&mut self, kind: Kind) -> Result<(), ClientGone> {
+        let data = std::mem::take(&mut self.out);
+        self.shared.add_unsent(data.len());
+        if self.handle.send(Completion {
+            conn: self.conn,
+            data,
+            kind,
+        }) {
+            Ok(())
+        } else {
+            Err(ClientGone)
+        }
+    }
+
+    /// Hands buffered bytes to the loop; waits (GIL released) while the
+    /// connection has more than `outbuf_high_watermark` bytes unsent.
+    fn flush(&mut self, py: Python<'_>, kind: Kind) -> Result<(), ClientGone> {
+        self.flush_kind(kind)?;
+        let shared = &self.shared;
+        if shared.is_closed() {
+            return Err(ClientGone);
+        }
+        if shared.add_unsent(0) > self.watermark {
+            let watermark = self.watermark;
+            if !py.detach(|| shared.wait_drained(watermark)) {
+                return Err(ClientGone);
+            }
+        }
+        Ok(())
+    }
+
+    fn set_head(&mut self, status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult<()> {
+        let status = status
+            .cast::<PyString>()
+            .map_err(|_| PyAssertionError::new_err(format!("status {status} is not a string")))?
+            .to_cow()?
+            .into_owned();
+        if status.contains(['\r', '\n']) {
+            return Err(PyValueError::new_err(
+                "carriage return/line feed character present in status",
+            ));
+        }
+        let code = status
+            .get(..3)
+            .filter(|c| c.bytes().all(|b| b.is_ascii_digit()))
+            .filter(|_| status.len() == 3 || status.as_bytes()[3] == b' ')
+            .and_then(|c| c.parse::<u16>().ok())
+            .filter(|&c| c >= 100)
+            .ok_or_else(|| {
+                PyValueError::new_err(format!(
+                    "status {status:?} must start with a three-digit code and a space, e.g. '200 OK'"
+                ))
+            })?;
+        let mut head = ResponseHead {
+            status,
+            code,
+            ..ResponseHead::default()
+        };
+        for item in headers.try_iter()? {
+            let item = item?;
+            let (name, value): (Bound<'_, PyAny>, Bound<'_, PyAny>) =
+                item.extract().map_err(|_| {
+                    PyAssertionError::new_err(format!("header {item} is not a (name, value) tuple"))
+                })?;
+            let (Ok(name), Ok(value)) = (name.cast::<PyString>(), value.cast::<PyString>()) else {
+                return Err(PyAssertionError::new_err(format!(
+                    "header name and value must be strings: {item}"
+                )));
+            };
+            let (name, value) = (name.to_cow()?.into_owned(), value.to_cow()?.into_owned());
+            if !is_token(&name) {
+                return Err(PyValueError::new_err(format!(
+                    "invalid header name {name:?}"
+                )));
+            }
+            if value.contains(['\r', '\n', '\0']) {
+                return Err(PyValueError::new_err(
+                    "carriage return/line feed character present in header value",
+                ));
+            }
+            let lower = name.to_ascii_lowercase();
+            if lower == "content-length" {
+                head.content_length = Some(
+                    parse_content_length(value.trim().as_bytes()).ok_or_else(|| {
+                        PyValueError::new_err(format!("invalid Content-Length {value:?}"))
+                    })?,
+                );
+            } else if lower == "connection" {
+                head.close |= value
+                    .split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("close"));
+            } else if HOP_BY_HOP.contains(&lower.as_str()) {
+                return Err(PyAssertionError::new_err(format!(
+                    "{name} is a hop-by-hop header; a WSGI application cannot send it (PEP 3333)"
+                )));
+            }
+            head.headers.push((name, value));
+        }
+        self.head = Some(head);
+        Ok(())
+    }
+}
+
+fn is_token(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+#[pymethods]
+impl StartResponse {
+    /// `start_response(status, headers, exc_info=None)` → `write`.
+    #[pyo3(signature = (status, headers, exc_info = None))]
+    fn __call__<'py>(
+        slf: &Bound<'py, Self>,
+        status: &Bound<'py, PyAny>,
+        headers: &Bound<'py, PyAny>,
+        exc_info: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let exc_info = exc_info.filter(|e| !e.is_none());
+        {
+            let mut this = slf.borrow_mut();
+            match exc_info {
+                Some(info) if this.head_sent() => {
+                    // Too late to change the response: re-raise for the server to handle.
+                    return Err(PyErr::from_value(info.get_item(1)?));
+                }
+                None if this.head.is_some() => {
+                    return Err(PyAssertionError::new_err(
+                        "start_response called a second time without providing exc_info",
+                    ));
+                }
+                _ => {}
+            }
+            this.set_head(status, headers)?;
+        }
+        slf.getattr("write")
+    }
+
+    /// The legacy `write(data)` callable start_response returns.
+    fn write(&mut self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let data = data.cast::<PyBytes>().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "write() argument must be bytes, not {}",
+                data.get_type()
+                    .name()
+                    .map_or_else(|_| "?".into(), |n| n.to_string())
+            ))
+        })?;
+        match self.send_chunk(py, data.as_bytes())? {
+            Ok(()) => Ok(()),
+            Err(ClientGone) => Err(pyo3::exceptions::PyConnectionAbortedError::new_err(
+                "the client closed the connection",
+            )),
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! One request in a worker thread: build the environ, call the app, send what
+//! it returns, always call `close()`, and turn failures into the right answer.
+
+use std::sync::Arc;
+
+use pyo3::exceptions::PyTypeError;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{IntoPyDict, PyBytes, PyDict, PyList, PyTuple};
+
+use crate::http::parse::{BodyFraming, RequestHead};
+use crate::http::response::{simple_response, RequestInfo};
+use crate::http::RequestError;
+use crate::stats::{decr, incr};
+use crate::workers::pool::WorkerShared;
+use crate::workers::{Completion, Job, JobBody, Kind};
+
+use super::environ::{self, RequestMeta};
+use super::input::InputStream;
+use super::start_response::StartResponse;
+use super::WsgiContext;
+
+pub struct Task<'a, 'py> {
+    py: Python<'py>,
+    ctx: &'a WsgiContext,
+    shared: &'a WorkerShared,
+    job: Job,
+}
+
+impl<'a, 'py> Task<'a, 'py> {
+    pub fn new(py: Python<'py>, ctx: &'a WsgiContext, shared: &'a WorkerShared, job: Job) -> Self {
+        Task {
+            py,
+            ctx,
+            shared,
+            job,
+        }
+    }
+
+    pub fn run(self, app: &Bound<'py, PyAny>) {
+        let Task {
+            py,
+            ctx,
+            shared,
+            job,
+        } = self;
+        let Job {
+            conn,
+            shared: conn_shared,
+            head,
+            body,
+            peer,
+            server_port,
+            keep_alive,
+        } = job;
+        let chunked = head.framing == BodyFraming::Chunked;
+        // The app sees a de-chunked body: its real length, or none yet if deferred.
+        let (input, content_length) = match body {
+            JobBody::Ready(reader) => {
+                let length = chunked.then_some(Some(reader.remaining()));
+                (InputStream::ready(reader), length)
+            }
+            JobBody::Deferred { .. } => (
+                InputStream::deferred(conn, Arc::clone(&conn_shared), shared.handle.clone()),
+                chunked.then_some(None),
+            ),
+        };
+        let responder = StartResponse::new(
+            conn,
+            Arc::clone(&conn_shared),
+            shared.handle.clone(),
+            RequestInfo {
+                version: head.version,
+                is_head: head.is_head(),
+                keep_alive,
+            },
+            ctx.ident.clone(),
+            shared.cfg.outbuf_high_watermark,
+        );
+        let (responder, input) = match (Bound::new(py, responder), Bound::new(py, input)) {
+            (Ok(r), Ok(i)) => (r, i),
+            (Err(e), _) | (_, Err(e)) => {
+                log::error!(target: "maitre", "could not set up a request: {e}");
+                shared.handle.send(Completion {
+                    conn,
+                    data: Vec::new(),
+                    kind: Kind::Abort,
+                });
+                return;
+            }
+        };
+        let meta = RequestMeta {
+            head: &head,
+            peer,
+            server_port,
+            content_length,
+        };
+        incr(&shared.stats.requests_in_app);
+        let outcome = environ::build(py, ctx, &shared.cfg, &meta, &input)
+            .and_then(|env| call_app(py, app, env, &responder));
+        decr(&shared.stats.requests_in_app);
+        if let Err(err) = outcome {
+            incr(&shared.stats.app_errors);
+            fail(py, ctx, shared, &head, err, &responder, &input);
+        }
+    }
+}
+
+/// Calls the app and sends its response; `close()` is called whatever happens.
+fn call_app<'py>(
+    py: Python<'py>,
+    app: &Bound<'py, PyAny>,
+    environ: Bound<'py, PyDict>,
+    responder: &Bound<'py, StartResponse>,
+) -> PyResult<()> {
+    let result = app.call1((environ, responder))?;
+    let sent = send_result(py, &result, responder);
+    let closed = match result.getattr_opt(intern!(py, "close")) {
+        Ok(Some(close)) => close.call0().map(drop),
+        Ok(None) => Ok(()),
+        Err(e) => Err(e),
+    };
+    sent.and(closed)
+}
+
+fn as_bytes<'a, 'py>(item: &'a Bound<'py, PyAny>) -> PyResult<&'a Bound<'py, PyBytes>> {
+    item.cast::<PyBytes>().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "the application must return bytes, not {}",
+            item.get_type()
+                .name()
+                .map_or_else(|_| "?".to_owned(), |n| n.to_string())
+        ))
+    })
+}
+
+fn send_result<'py>(
+    py: Python<'py>,
+    result: &Bound<'py, PyAny>,
+    responder: &Bound<'py, StartResponse>,
+) -> PyResult<()> {
+    // A list or tuple is already complete: send it whole, with its length.
+    let whole: Option<Vec<Bound<'py, PyAny>>> = if let Ok(list) = result.cast_exact::<PyList>() {
+        Some(list.iter().collect())
+    } else if let Ok(tuple) = result.cast_exact::<PyTuple>() {
+        Some(tuple.iter().collect())
+    } else {
+        None
+    };
+    if let Some(items) = whole {
+        let chunks = items
+            .iter()
+            .map(|i| as_bytes(i).map(|b| b.as_bytes()))
+            .collect::<PyResult<Vec<&[u8]>>>()?;
+        return responder.borrow_mut().send_all(&chunks);
+    }
+    for item in result.try_iter()? {
+        let item = item?;
+        let sent = responder
+            .borrow_mut()
+            .send_chunk(py, as_bytes(&item)?.as_bytes())?;
+        if sent.is_err() {
+            return Ok(()); // the client went away; stop asking the app for more
+        }
+    }
+    responder.borrow_mut().finish()
+}
+
+/// The app (or its response) failed: a 500 if the head has not gone out
+/// (or the status of the body error the app ran into), else break off.
+fn fail<'py>(
+    py: Python<'py>,
+    ctx: &WsgiContext,
+    shared: &WorkerShared,
+    head: &RequestHead,
+    err: PyErr,
+    responder: &Bound<'py, StartResponse>,
+    input: &Bound<'py, InputStream>,
+) {
+    let Ok(mut rsp) = responder.try_borrow_mut() else {
+        log::error!(target: "maitre", "start_response is in use by another thread; closing");
+        return;
+    };
+    let target = String::from_utf8_lossy(head.target()).into_owned();
+    if rsp.client_gone() {
+        log::debug!(target: "maitre", "client went away during {target}: {err}");
+        rsp.abort();
+        return;
+    }
+    let failure = input.try_borrow().ok().and_then(|i| i.failure().cloned());
+    let error = match failure {
+        Some(e @ (RequestError::BadRequest(_) | RequestError::BodyTooLarge)) => e,
+        _ => {
+            let exc = err.clone_ref(py).into_value(py);
+            let logged = [("exc_info", exc)].into_py_dict(py).and_then(|kwargs| {
+                ctx.logger.bind(py).call_method(
+                    intern!(py, "error"),
+                    ("Exception while serving %s", &target),
+                    Some(&kwargs),
+                )
+            });
+            if let Err(e) = logged {
+                log::error!(target: "maitre", "Exception while serving {target}: {err} ({e})");
+            }
+            RequestError::Internal("")
+        }
+    };
+    if rsp.head_sent() {
+        rsp.abort();
+        return;
+    }
+    let (code, reason) = error.status();
+    let detail = match &error {
+        RequestError::Internal(_) if shared.cfg.expose_tracebacks => traceback_text(py, ctx, &err),
+        RequestError::Internal(_) => {
+            "The server encountered an unexpected internal server error".to_owned()
+        }
+        e => e.detail().to_owned(),
+    };
+    rsp.replace(simple_response(
+        head.version,
+        code,
+        reason,
+        &detail,
+        ctx.ident.as_deref(),
+    ));
+}
+
+fn traceback_text(py: Python<'_>, ctx: &WsgiContext, err: &PyErr) -> String {
+    let exc = err.clone_ref(py).into_value(py).into_bound(py);
+    ctx.format_exception
+        .bind(py)
+        .call1((exc.get_type(), &exc, exc.getattr("__traceback__").ok()))
+        .and_then(|lines| lines.extract::<Vec<String>>())
+        .map(|lines| lines.concat())
+        .unwrap_or_else(|_| err.to_string())
+}

@@ -1,0 +1,421 @@
+"""Server lifecycle and connection management over real sockets."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import queue
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+import maitre
+from conftest import HOST, Conn, connect, get, parse_responses, ping, raw, simple_app, wait_for
+
+
+def req(method="GET", path="/", headers=(), body=b"") -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", "Host: test", *headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def refused(port: int) -> bool:
+    try:
+        with socket.create_connection((HOST, port), timeout=1):
+            return False
+    except ConnectionRefusedError:
+        return True
+
+
+# ----------------------------------------------------------------- create_server
+
+
+def test_create_server_port_zero_gives_real_port(serve):
+    s = serve(simple_app(b"hi"))
+    assert isinstance(s.port, int) and s.port > 0
+    assert s.server.effective_port == s.port
+    assert s.server.effective_host == "127.0.0.1"
+    assert s.server.effective_listen == [("127.0.0.1", s.port)]
+    r = get(s.port, "/")
+    assert r.status == 200 and r.body == b"hi"
+
+
+def test_effective_listen_multiple_listeners():
+    server = maitre.create_server(simple_app(b"multi"), listen="127.0.0.1:0 127.0.0.1:0")
+    listen = server.effective_listen
+    assert len(listen) == 2
+    assert all(h == "127.0.0.1" and p > 0 for h, p in listen)
+    assert listen[0][1] != listen[1][1]
+    t = threading.Thread(target=server.run, daemon=True)
+    t.start()
+    try:
+        for _, port in listen:
+            r = get(port, "/")
+            assert r.body == b"multi"
+    finally:
+        server.close()
+        t.join(5)
+    assert not t.is_alive()
+
+
+def test_bound_before_run():
+    """create_server binds: a connection made before run() is served once it runs."""
+    server = maitre.create_server(simple_app(b"early"), host=HOST, port=0)
+    port = server.effective_port
+    sock = connect(port)
+    sock.sendall(req("GET", "/", ["Connection: close"]))
+    t = threading.Thread(target=server.run, daemon=True)
+    t.start()
+    try:
+        from conftest import read_until_close
+
+        (r,), _ = parse_responses(read_until_close(sock))
+        assert r.body == b"early"
+    finally:
+        sock.close()
+        server.close()
+        t.join(5)
+    assert not t.is_alive()
+
+
+def test_close_from_another_thread_stops_run():
+    server = maitre.create_server(simple_app(b"hi"), host=HOST, port=0)
+    port = server.effective_port
+    t = threading.Thread(target=server.run, daemon=True)
+    t.start()
+    idle = Conn(port)
+    idle.send(req("GET", "/"))
+    assert idle.read_response().body == b"hi"
+    closer = threading.Thread(target=server.close)
+    t0 = time.monotonic()
+    closer.start()
+    t.join(5)
+    assert not t.is_alive(), "run() did not return after close()"
+    assert time.monotonic() - t0 < 5
+    closer.join(5)
+    # idle keep-alive connection closed, listener gone
+    idle.assert_closed()
+    idle.close()
+    assert refused(port)
+
+
+def test_close_lets_in_flight_request_finish():
+    started = threading.Event()
+
+    def app(environ, start_response):
+        started.set()
+        time.sleep(0.5)
+        start_response("200 OK", [("Content-Length", "8")])
+        return [b"finished"]
+
+    server = maitre.create_server(app, host=HOST, port=0)
+    port = server.effective_port
+    t = threading.Thread(target=server.run, daemon=True)
+    t.start()
+    with Conn(port) as c:
+        c.send(req("GET", "/"))
+        assert started.wait(3)
+        server.close()
+        r = c.read_response()
+        assert r.status == 200 and r.body == b"finished"
+        c.assert_closed()
+    t.join(5)
+    assert not t.is_alive()
+
+
+# ----------------------------------------------------------------- serve() in a subprocess
+
+SERVE_SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    import maitre
+
+    def app(environ, start_response):
+        if environ["PATH_INFO"] == "/slow":
+            sys.stderr.write("SLOW-START\\n")
+            sys.stderr.flush()
+            time.sleep(1)
+            body = b"slow done"
+        else:
+            body = b"hello from subprocess"
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+        return [body]
+
+    maitre.serve(app, host="127.0.0.1", port=int(sys.argv[1]))
+    sys.stderr.write("SERVE-RETURNED\\n")
+    sys.stderr.flush()
+    """
+)
+
+
+class ServeProcess:
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", SERVE_SCRIPT, str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: "queue.Queue[str]" = queue.Queue()
+        self.all_lines: list = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stderr:
+            self.all_lines.append(line)
+            self.lines.put(line)
+
+    def wait_line(self, needle: str, timeout: float = 10.0) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"{needle!r} not logged; stderr so far: {''.join(self.all_lines)!r}")
+            try:
+                line = self.lines.get(timeout=left)
+            except queue.Empty:
+                continue
+            if needle in line:
+                return line
+
+    def stderr_text(self) -> str:
+        self.reader.join(5)
+        return "".join(self.all_lines)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+@pytest.fixture
+def serve_process():
+    procs = []
+
+    def start() -> ServeProcess:
+        p = ServeProcess()
+        procs.append(p)
+        return p
+
+    yield start
+    for p in procs:
+        p.kill()
+
+
+def http_get(port: int, path: str, timeout: float = 5.0):
+    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_serve_logs_answers_and_exits_on_signal(serve_process, signum):
+    p = serve_process()
+    line = p.wait_line("Serving on")
+    assert f"Serving on http://127.0.0.1:{p.port}" in line, line
+    assert http_get(p.port, "/") == (200, b"hello from subprocess")
+    p.proc.send_signal(signum)
+    assert p.proc.wait(5) == 0, p.stderr_text()
+    assert "SERVE-RETURNED" in p.stderr_text()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_serve_signal_finishes_in_flight_request(serve_process, signum):
+    p = serve_process()
+    p.wait_line("Serving on")
+    result = {}
+
+    def client():
+        try:
+            result["response"] = http_get(p.port, "/slow", timeout=10)
+        except Exception as exc:  # pragma: no cover - reported below
+            result["error"] = exc
+
+    t = threading.Thread(target=client)
+    t.start()
+    p.wait_line("SLOW-START")
+    t0 = time.monotonic()
+    p.proc.send_signal(signum)
+    t.join(10)
+    assert result.get("response") == (200, b"slow done"), result
+    assert p.proc.wait(5) == 0, p.stderr_text()
+    assert time.monotonic() - t0 < 5
+    assert "SERVE-RETURNED" in p.stderr_text()
+
+
+# ----------------------------------------------------------------- connection management
+
+
+def test_connection_limit(serve):
+    s = serve(simple_app(b"ok"), connection_limit=2)
+    c1 = Conn(s.port)
+    c2 = Conn(s.port)
+    c3 = None
+    try:
+        for c in (c1, c2):
+            c.send(req("GET", "/"))
+            assert c.read_response().body == b"ok"
+        c3 = Conn(s.port)  # completes in the kernel backlog
+        c3.send(req("GET", "/"))
+        c3.read_nothing_for(1.0)  # not served while two connections are open
+        c1.close()
+        r = c3.read_response(timeout=3)
+        assert r.status == 200 and r.body == b"ok"
+        # c2 is still served
+        c2.send(req("GET", "/"))
+        assert c2.read_response().body == b"ok"
+    finally:
+        for c in (c1, c2, c3):
+            if c is not None:
+                c.close()
+
+
+@pytest.mark.parametrize("after_request", [True, False], ids=["after-request", "no-request"])
+def test_channel_timeout_closes_idle_connection(serve, after_request):
+    s = serve(simple_app(b"ok"), channel_timeout=1, cleanup_interval=1)
+    with Conn(s.port) as c:
+        t0 = time.monotonic()
+        if after_request:
+            c.send(req("GET", "/"))
+            assert c.read_response().body == b"ok"
+            time.sleep(0.3)
+            c.assert_open()  # activity keeps it open
+            t0 = time.monotonic()
+        c.assert_closed(timeout=5)
+        elapsed = time.monotonic() - t0
+    assert elapsed >= 0.9, f"closed after {elapsed:.2f}s, before channel_timeout"
+    ping(s.port)
+
+
+def test_busy_connection_not_closed_by_channel_timeout(serve):
+    def app(environ, start_response):
+        time.sleep(1.6)
+        start_response("200 OK", [("Content-Length", "4")])
+        return [b"done"]
+
+    s = serve(app, channel_timeout=1, cleanup_interval=1)
+    with Conn(s.port, timeout=5) as c:
+        c.send(req("GET", "/"))
+        r = c.read_response(timeout=5)
+        assert r.body == b"done"
+
+
+def test_many_concurrent_clients(serve):
+    def app(environ, start_response):
+        data = environ["wsgi.input"].read()
+        body = environ["PATH_INFO"].encode() + b"|" + data
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+        return [body]
+
+    s = serve(app, threads=4)
+    errors = []
+    counts = []
+
+    def client(i: int) -> None:
+        try:
+            conn = http.client.HTTPConnection(HOST, s.port, timeout=10)
+            n = 0
+            for j in range(20):
+                path = f"/c{i}/r{j}"
+                if j % 2:
+                    payload = f"payload-{i}-{j}-".encode() * (j + 1)
+                    conn.request("POST", path, body=payload, headers={"Content-Type": "text/plain"})
+                else:
+                    payload = b""
+                    conn.request("GET", path)
+                resp = conn.getresponse()
+                body = resp.read()
+                if resp.status != 200 or body != path.encode() + b"|" + payload:
+                    errors.append((i, j, resp.status, body[:100]))
+                n += 1
+            conn.close()
+            counts.append(n)
+        except Exception as exc:
+            errors.append((i, repr(exc)))
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    assert counts == [20] * 20
+
+
+def test_many_concurrent_connections_one_request_each(serve):
+    s = serve(simple_app(b"ok"))
+    results = []
+
+    def client():
+        try:
+            results.append(get(s.port, "/").body)
+        except Exception as exc:
+            results.append(repr(exc))
+
+    threads = [threading.Thread(target=client) for _ in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(15)
+    assert results == [b"ok"] * 50
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + os.urandom(64),
+        b"GET / HTTP/1.1\r\nHost: t\r\nX-Partial: ",
+        b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\nonly some",
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel",
+        b"",
+    ],
+    ids=["tls-hello", "partial-head", "partial-body", "partial-chunk", "nothing"],
+)
+def test_server_survives_garbage_and_disconnect(serve, garbage):
+    s = serve(simple_app(b"ok"))
+    with Conn(s.port) as before:
+        before.send(req("GET", "/"))
+        assert before.read_response().body == b"ok"
+        sock = connect(s.port)
+        if garbage:
+            sock.sendall(garbage)
+        sock.close()
+        time.sleep(0.1)
+        ping(s.port)
+        before.assert_open()
+
+
+def test_server_survives_reset_connection(serve):
+    s = serve(simple_app(b"ok"))
+    sock = connect(s.port)
+    sock.sendall(req("GET", "/") * 50)
+    # close with RST (SO_LINGER 0) while responses are being written
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+    time.sleep(0.1)
+    ping(s.port)
+
+
+def test_stats_is_a_dict(serve):
+    s = serve(simple_app(b"ok"))
+    get(s.port, "/")
+    stats = s.server.stats()
+    assert isinstance(stats, dict)
