@@ -263,7 +263,8 @@ impl EventLoop {
                         self.conns.free.push(id.index as usize);
                         continue;
                     }
-                    self.conns.insert(Conn::new(stream, id, peer, server_port));
+                    self.conns
+                        .insert(Conn::new(stream, id, peer, server_port, &self.cfg));
                     incr(&self.stats.connections_accepted);
                     incr(&self.stats.connections_open);
                     // Edge-triggered: data may have arrived before registration.

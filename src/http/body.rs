@@ -321,7 +321,7 @@ impl BodyReader {
 
 /// An anonymous temporary file: unlinked at once where the OS allows it, so a
 /// crash leaves nothing behind; elsewhere deleted when closed.
-fn temp_file() -> io::Result<File> {
+pub fn temp_file() -> io::Result<File> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let path = std::env::temp_dir().join(format!("maitre-{}-{}.body", std::process::id(), n));

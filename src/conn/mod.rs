@@ -3,8 +3,9 @@
 //! `InFlight` (the app has it; its response arrives as completions) → back to
 //! `Head` for keep-alive, or `Closing` (flush what is queued, then close).
 
-use std::collections::VecDeque;
-use std::io::{self, IoSlice, Read, Write};
+mod outbuf;
+
+use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use crate::http::response::{simple_response, CONTINUE};
 use crate::http::{RequestError, Version};
 use crate::stats::{incr, Stats};
 use crate::workers::{Completion, Job, JobBody, Kind};
+use outbuf::OutBuffer;
 
 /// Identifies a connection across threads; the generation tells a reused slot
 /// from the connection a late completion was meant for.
@@ -183,8 +185,7 @@ pub struct Conn {
     pub last_activity: Instant,
     inbuf: Vec<u8>,
     phase: Phase,
-    out: VecDeque<Vec<u8>>,
-    out_pos: usize,
+    out: OutBuffer,
     read_closed: bool,
     /// Input may still be arriving that we will never read: linger on close.
     discard_input: bool,
@@ -192,7 +193,13 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn new(socket: TcpStream, id: ConnId, peer: SocketAddr, server_port: u16) -> Self {
+    pub fn new(
+        socket: TcpStream,
+        id: ConnId,
+        peer: SocketAddr,
+        server_port: u16,
+        cfg: &Config,
+    ) -> Self {
         Conn {
             socket,
             id,
@@ -202,8 +209,7 @@ impl Conn {
             last_activity: Instant::now(),
             inbuf: Vec::new(),
             phase: Phase::Head,
-            out: VecDeque::new(),
-            out_pos: 0,
+            out: OutBuffer::new(cfg.outbuf_overflow),
             read_closed: false,
             discard_input: false,
             linger_until: None,
@@ -233,8 +239,9 @@ impl Conn {
     }
 
     pub fn on_completion(&mut self, ctx: &mut Ctx, c: Completion) -> Next {
-        if !c.data.is_empty() {
-            self.out.push_back(c.data);
+        if let Err(e) = self.out.push(c.data) {
+            log::error!(target: "maitre", "could not buffer response output: {e}");
+            return Next::Close;
         }
         match c.kind {
             Kind::More => {}
@@ -265,7 +272,9 @@ impl Conn {
     /// app's, so `written` can subtract uniformly.
     fn queue(&mut self, data: Vec<u8>) {
         self.shared.add_unsent(data.len());
-        self.out.push_back(data);
+        // Small and into an empty or memory-backed buffer; a failure here
+        // would also fail the next write, which closes the connection.
+        let _ = self.out.push(data);
     }
 
     /// Reads what it wants, advances the state machine, writes what is queued.
@@ -481,36 +490,10 @@ impl Conn {
 
     /// Writes queued output until done or the socket is full.
     fn flush(&mut self, watermark: usize) -> io::Result<()> {
-        while !self.out.is_empty() {
-            let mut slices = [IoSlice::new(&[]); 16];
-            let mut count = 0;
-            for (i, buf) in self.out.iter().take(slices.len()).enumerate() {
-                let start = if i == 0 { self.out_pos } else { 0 };
-                slices[count] = IoSlice::new(&buf[start..]);
-                count += 1;
-            }
-            match self.socket.write_vectored(&slices[..count]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(mut n) => {
-                    self.shared.written(n, watermark);
-                    self.last_activity = Instant::now();
-                    while n > 0 {
-                        let Some(front) = self.out.front() else { break };
-                        let left = front.len() - self.out_pos;
-                        if n >= left {
-                            n -= left;
-                            self.out.pop_front();
-                            self.out_pos = 0;
-                        } else {
-                            self.out_pos += n;
-                            n = 0;
-                        }
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
+        let n = self.out.write_to(&mut self.socket)?;
+        if n > 0 {
+            self.shared.written(n, watermark);
+            self.last_activity = Instant::now();
         }
         Ok(())
     }
@@ -518,5 +501,251 @@ impl Conn {
     /// Called when the connection leaves the loop: wakes any worker waiting on it.
     pub fn closed(&self) {
         self.shared.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The state machine over a real loopback socket pair, driven by hand.
+    use super::*;
+    use crate::http::body::BodyReader;
+    use crossbeam_channel::{unbounded, Receiver};
+    use std::io::Write as _;
+    use std::net::{TcpListener, TcpStream as StdStream};
+
+    fn config() -> Config {
+        Config {
+            listen: vec![],
+            threads: 1,
+            backlog: 16,
+            connection_limit: 10,
+            channel_timeout: Duration::from_secs(10),
+            cleanup_interval: Duration::from_secs(1),
+            recv_bytes: 8192,
+            send_bytes: 18000,
+            max_request_header_size: 1024,
+            max_request_body_size: 100,
+            inbuf_overflow: 16,
+            outbuf_overflow: 1 << 20,
+            outbuf_high_watermark: 1 << 20,
+            ident: Some("t".into()),
+            expose_tracebacks: false,
+            url_scheme: "http".into(),
+            url_prefix: String::new(),
+            server_name: "x".into(),
+        }
+    }
+
+    struct Rig {
+        conn: Conn,
+        client: StdStream,
+        jobs_tx: Sender<Job>,
+        jobs: Receiver<Job>,
+        cfg: Config,
+        stats: Stats,
+        scratch: Vec<u8>,
+    }
+
+    impl Rig {
+        fn new() -> Rig {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let client = StdStream::connect(listener.local_addr().unwrap()).unwrap();
+            client
+                .set_read_timeout(Some(Duration::from_secs(2)))
+                .unwrap();
+            let (server, peer) = listener.accept().unwrap();
+            server.set_nonblocking(true).unwrap();
+            let id = ConnId {
+                index: 0,
+                generation: 1,
+            };
+            let (jobs_tx, jobs) = unbounded();
+            Rig {
+                conn: Conn::new(TcpStream::from_std(server), id, peer, 80, &config()),
+                client,
+                jobs_tx,
+                jobs,
+                cfg: config(),
+                stats: Stats::default(),
+                scratch: vec![0; 8192],
+            }
+        }
+
+        fn ctx(&mut self) -> (&mut Conn, Ctx<'_>) {
+            (
+                &mut self.conn,
+                Ctx {
+                    cfg: &self.cfg,
+                    jobs: &self.jobs_tx,
+                    stats: &self.stats,
+                    scratch: &mut self.scratch,
+                    stopping: false,
+                },
+            )
+        }
+
+        /// Sends bytes from the client and lets the connection read them.
+        fn send(&mut self, bytes: &[u8]) -> Next {
+            self.client.write_all(bytes).unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+            let (conn, mut ctx) = self.ctx();
+            conn.on_event(&mut ctx)
+        }
+
+        fn complete(&mut self, data: &[u8], kind: Kind) -> Next {
+            let c = Completion {
+                conn: self.conn.id,
+                data: data.to_vec(),
+                kind,
+            };
+            let (conn, mut ctx) = self.ctx();
+            conn.on_completion(&mut ctx, c)
+        }
+
+        fn read_client(&mut self) -> Vec<u8> {
+            let mut buf = vec![0; 4096];
+            let n = self.client.read(&mut buf).unwrap_or(0);
+            buf.truncate(n);
+            buf
+        }
+
+        fn job(&self) -> Job {
+            self.jobs.try_recv().expect("a job was dispatched")
+        }
+    }
+
+    fn body_of(job: Job) -> Vec<u8> {
+        match job.body {
+            JobBody::Ready(mut r) => r.read(None).unwrap(),
+            JobBody::Deferred { .. } => panic!("deferred"),
+        }
+    }
+
+    const GET: &[u8] = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
+
+    #[test]
+    fn keep_alive_and_pipelining_in_order() {
+        let mut rig = Rig::new();
+        let two = [GET, b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n"].concat();
+        assert_eq!(rig.send(&two), Next::Keep);
+        assert_eq!(rig.job().head.target(), b"/a");
+        assert!(
+            rig.jobs.try_recv().is_err(),
+            "one request in flight at a time"
+        );
+        assert_eq!(
+            rig.complete(b"R1", Kind::End { keep_alive: true }),
+            Next::Keep
+        );
+        assert_eq!(rig.job().head.target(), b"/b");
+        assert_eq!(
+            rig.complete(b"R2", Kind::End { keep_alive: true }),
+            Next::Keep
+        );
+        assert_eq!(rig.read_client(), b"R1R2");
+        assert!(rig.conn.is_idle());
+    }
+
+    #[test]
+    fn content_length_and_chunked_bodies_are_collected() {
+        let mut rig = Rig::new();
+        rig.send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhel");
+        assert!(rig.jobs.try_recv().is_err(), "body incomplete");
+        rig.send(b"lo");
+        assert_eq!(body_of(rig.job()), b"hello");
+        rig.complete(b"", Kind::End { keep_alive: true });
+        rig.send(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
+        assert_eq!(body_of(rig.job()), b"abc");
+    }
+
+    #[test]
+    fn bad_request_gets_400_and_closes() {
+        let mut rig = Rig::new();
+        let next = rig.send(b"GET / HTTP/1.1\r\n\r\n");
+        assert_ne!(next, Next::Keep);
+        let reply = rig.read_client();
+        assert!(
+            reply.starts_with(b"HTTP/1.1 400 Bad Request\r\n"),
+            "{reply:?}"
+        );
+        assert!(rig.jobs.try_recv().is_err());
+    }
+
+    #[test]
+    fn oversized_body_gets_413() {
+        let mut rig = Rig::new();
+        rig.send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 101\r\n\r\n");
+        assert!(rig.read_client().starts_with(b"HTTP/1.1 413 "));
+        let mut rig = Rig::new();
+        rig.send(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
+        rig.send(format!("65\r\n{}\r\n", "a".repeat(101)).as_bytes());
+        assert!(rig.read_client().starts_with(b"HTTP/1.1 413 "));
+    }
+
+    #[test]
+    fn expect_continue_waits_for_the_app() {
+        let mut rig = Rig::new();
+        rig.send(
+            b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n",
+        );
+        let job = rig.job();
+        assert!(matches!(
+            job.body,
+            JobBody::Deferred {
+                content_length: Some(3)
+            }
+        ));
+        rig.client.set_nonblocking(true).unwrap();
+        assert!(rig.read_client().is_empty(), "no 100 before the app reads");
+        rig.client.set_nonblocking(false).unwrap();
+        rig.complete(b"", Kind::Continue);
+        assert_eq!(rig.read_client(), CONTINUE);
+        rig.send(b"abc");
+        let body = job.shared.wait_body().unwrap().unwrap();
+        let mut body: BodyReader = body;
+        assert_eq!(body.read(None).unwrap(), b"abc");
+        assert_eq!(
+            rig.complete(b"ok", Kind::End { keep_alive: true }),
+            Next::Keep
+        );
+    }
+
+    #[test]
+    fn unread_continue_body_closes_after_response() {
+        let mut rig = Rig::new();
+        rig.send(
+            b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n",
+        );
+        let _job = rig.job();
+        let next = rig.complete(b"done", Kind::End { keep_alive: true });
+        assert_ne!(next, Next::Keep);
+        assert_eq!(rig.read_client(), b"done");
+    }
+
+    #[test]
+    fn half_closed_client_still_gets_its_response() {
+        let mut rig = Rig::new();
+        rig.client.write_all(GET).unwrap();
+        rig.client.shutdown(Shutdown::Write).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        let (conn, mut ctx) = rig.ctx();
+        assert_eq!(conn.on_event(&mut ctx), Next::Keep);
+        let _job = rig.job();
+        assert_eq!(
+            rig.complete(b"bye", Kind::End { keep_alive: true }),
+            Next::Close
+        );
+        assert_eq!(rig.read_client(), b"bye");
+    }
+
+    #[test]
+    fn closing_wakes_waiting_workers() {
+        let shared = Arc::new(ConnShared::new());
+        shared.add_unsent(10);
+        let s = Arc::clone(&shared);
+        let waiter = std::thread::spawn(move || s.wait_drained(5));
+        std::thread::sleep(Duration::from_millis(20));
+        shared.close();
+        assert!(!waiter.join().unwrap(), "reports the client gone");
     }
 }

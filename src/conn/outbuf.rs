@@ -1,0 +1,186 @@
+//! A connection's pending output: a queue of buffers in memory, and past
+//! `outbuf_overflow` bytes a temporary file (waitress's meaning of the option),
+//! so a slow client costs disk rather than memory. Order is kept: once output
+//! spills to the file, everything after it goes there until the file drains.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{self, IoSlice, Read, Seek, SeekFrom, Write};
+
+use crate::http::body::temp_file;
+
+/// Bytes read back from the spill file per write attempt.
+const SPILL_READ: usize = 64 * 1024;
+
+pub struct OutBuffer {
+    mem: VecDeque<Vec<u8>>,
+    /// Bytes of `mem.front()` already written.
+    pos: usize,
+    mem_len: usize,
+    spill: Option<Spill>,
+    overflow: usize,
+}
+
+struct Spill {
+    file: File,
+    read_at: u64,
+    write_at: u64,
+    /// Read back from the file, not yet written to the socket.
+    chunk: Vec<u8>,
+    chunk_pos: usize,
+}
+
+impl OutBuffer {
+    pub fn new(overflow: usize) -> Self {
+        OutBuffer {
+            mem: VecDeque::new(),
+            pos: 0,
+            mem_len: 0,
+            spill: None,
+            overflow,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.mem.is_empty() && self.spill.is_none()
+    }
+
+    pub fn push(&mut self, data: Vec<u8>) -> io::Result<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        if self.spill.is_none() && self.mem_len + data.len() <= self.overflow {
+            self.mem_len += data.len();
+            self.mem.push_back(data);
+            return Ok(());
+        }
+        let spill = match &mut self.spill {
+            Some(spill) => spill,
+            None => self.spill.insert(Spill {
+                file: temp_file()?,
+                read_at: 0,
+                write_at: 0,
+                chunk: Vec::new(),
+                chunk_pos: 0,
+            }),
+        };
+        spill.file.seek(SeekFrom::Start(spill.write_at))?;
+        spill.file.write_all(&data)?;
+        spill.write_at += data.len() as u64;
+        Ok(())
+    }
+
+    /// Writes as much as `sink` takes; returns the bytes written. Stops at
+    /// `WouldBlock` (returned as `Ok` with what was written before it).
+    pub fn write_to(&mut self, sink: &mut impl Write) -> io::Result<usize> {
+        let mut total = 0;
+        loop {
+            let result = if !self.mem.is_empty() {
+                self.write_mem(sink)
+            } else if let Some(spill) = &mut self.spill {
+                if spill.chunk_pos == spill.chunk.len() {
+                    if spill.read_at == spill.write_at {
+                        self.spill = None; // drained: back to memory
+                        continue;
+                    }
+                    let n = (spill.write_at - spill.read_at).min(SPILL_READ as u64) as usize;
+                    spill.chunk.resize(n, 0);
+                    spill.file.seek(SeekFrom::Start(spill.read_at))?;
+                    spill.file.read_exact(&mut spill.chunk)?;
+                    spill.read_at += n as u64;
+                    spill.chunk_pos = 0;
+                }
+                sink.write(&spill.chunk[spill.chunk_pos..])
+                    .inspect(|&n| spill.chunk_pos += n)
+            } else {
+                return Ok(total);
+            };
+            match result {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => total += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(total),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn write_mem(&mut self, sink: &mut impl Write) -> io::Result<usize> {
+        let mut slices = [IoSlice::new(&[]); 16];
+        let mut count = 0;
+        for (i, buf) in self.mem.iter().take(slices.len()).enumerate() {
+            slices[count] = IoSlice::new(&buf[if i == 0 { self.pos } else { 0 }..]);
+            count += 1;
+        }
+        let written = sink.write_vectored(&slices[..count])?;
+        let mut n = written;
+        while n > 0 {
+            let Some(front) = self.mem.front() else { break };
+            let left = front.len() - self.pos;
+            if n < left {
+                self.pos += n;
+                break;
+            }
+            n -= left;
+            self.mem_len -= front.len();
+            self.mem.pop_front();
+            self.pos = 0;
+        }
+        Ok(written)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sink that takes at most `room` bytes per call, then would block.
+    struct Trickle {
+        got: Vec<u8>,
+        room: usize,
+        calls_left: usize,
+    }
+
+    impl Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.calls_left == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            self.calls_left -= 1;
+            let n = buf.len().min(self.room);
+            self.got.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn order_is_kept_across_memory_and_file() {
+        let mut out = OutBuffer::new(10);
+        let mut expected = Vec::new();
+        for i in 0..50u8 {
+            let piece = vec![i; (i as usize % 7) + 1];
+            expected.extend_from_slice(&piece);
+            out.push(piece).unwrap();
+        }
+        assert!(
+            out.spill.is_some(),
+            "past overflow the output spills to a file"
+        );
+        let mut sink = Trickle {
+            got: Vec::new(),
+            room: 3,
+            calls_left: 5,
+        };
+        while !out.is_empty() {
+            sink.calls_left = 5;
+            out.write_to(&mut sink).unwrap();
+        }
+        assert_eq!(sink.got, expected);
+        // Drained: new output goes to memory again.
+        out.push(vec![1]).unwrap();
+        assert!(out.spill.is_none());
+    }
+}

@@ -1,0 +1,86 @@
+"""Output buffering against slow clients: ``outbuf_high_watermark`` makes the app
+wait, ``outbuf_overflow`` moves pending output to a temporary file; neither may
+lose or reorder a byte."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+from conftest import HOST, parse_one
+
+CHUNK = 64 * 1024
+
+
+def counting_app(chunks: int, produced: list):
+    def app(environ, start_response):
+        start_response(
+            "200 OK",
+            [("Content-Type", "application/octet-stream"), ("Content-Length", str(chunks * CHUNK))],
+        )
+
+        def body():
+            for i in range(chunks):
+                produced.append(i)
+                yield bytes([i % 251]) * CHUNK
+
+        return body()
+
+    return app
+
+
+def expected(chunks: int) -> bytes:
+    return b"".join(bytes([i % 251]) * CHUNK for i in range(chunks))
+
+
+def read_response(sock: socket.socket, total: int, pause: float = 0.0) -> bytes:
+    data = b""
+    while True:
+        try:
+            parse_one(data)
+            break
+        except Exception:
+            pass
+        piece = sock.recv(256 * 1024)
+        if not piece:
+            break
+        data += piece
+        if pause:
+            time.sleep(pause)
+    resp, _ = parse_one(data)
+    assert len(resp.body) == total
+    return resp.body
+
+
+def test_high_watermark_makes_the_app_wait_for_a_slow_client(serve):
+    produced: list = []
+    chunks = 200  # 12.5 MiB, far more than the socket buffers hold
+    srv = serve(counting_app(chunks, produced), outbuf_high_watermark=CHUNK * 2)
+    with socket.create_connection((HOST, srv.port)) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.5)  # the client reads nothing
+        stalled_at = len(produced)
+        assert stalled_at < chunks / 2, f"the app produced {stalled_at} chunks with nobody reading"
+        sock.settimeout(10)
+        body = read_response(sock, chunks * CHUNK)
+    assert len(produced) == chunks
+    assert body == expected(chunks)
+
+
+def test_output_past_outbuf_overflow_spills_to_disk_in_order(serve):
+    produced: list = []
+    chunks = 40  # 2.5 MiB buffered well past a 10 kB outbuf_overflow
+    srv = serve(counting_app(chunks, produced), outbuf_overflow=10_000)
+    with socket.create_connection((HOST, srv.port)) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.3)  # let the app run ahead of the client
+        sock.settimeout(10)
+        body = read_response(sock, chunks * CHUNK, pause=0.001)
+        # The connection is still usable afterwards.
+        sock.sendall(b"GET /__ping HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        while b"pong" not in data:
+            data += sock.recv(4096)
+    assert body == expected(chunks)
