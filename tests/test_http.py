@@ -527,6 +527,22 @@ def test_generator_without_length_is_chunked_on_http11(serve):
         c.assert_reusable_or_closed(r)
 
 
+def test_chunked_response_keeps_connection_alive(serve):
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        yield b"a"
+        yield b"b"
+
+    s = serve(app)
+    with Conn(s.port) as c:
+        for _ in range(3):
+            c.send(req("GET", "/"))
+            r = c.read_response()
+            assert r.chunked and r.body == b"ab"
+            assert "close" not in r.connection_tokens()
+        c.assert_open()
+
+
 def test_generator_chunks_framing_and_empty_items(serve):
     parts = [b"hello", b"", b" ", b"world" * 1000, b"", b"!"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from typing import Any, Callable, List, Tuple
+from typing import Any, Callable, Dict, List, Tuple
 
 from maitre._maitre import Engine, __version__
 from maitre.options import Options
@@ -73,7 +73,7 @@ class Server:
         """Ask the server to stop; safe from any thread, returns at once."""
         self._engine.close()
 
-    def stats(self) -> dict:
+    def stats(self) -> Dict[str, int]:
         """Live counters of the engine (connections, requests, queue depth)."""
         return dict(self._engine.stats())
 

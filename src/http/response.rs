@@ -188,10 +188,13 @@ pub fn simple_response(
     let head = ResponseHead {
         status: format!("{code} {reason}"),
         code,
-        headers: vec![(
-            "Content-Type".to_owned(),
-            "text/plain; charset=utf-8".to_owned(),
-        )],
+        headers: vec![
+            (
+                "Content-Type".to_owned(),
+                "text/plain; charset=utf-8".to_owned(),
+            ),
+            ("Content-Length".to_owned(), body.len().to_string()),
+        ],
         content_length: Some(body.len() as u64),
         close: true,
     };
@@ -377,6 +380,7 @@ mod tests {
         let t = text(&r);
         assert!(t.starts_with("HTTP/1.1 400 Bad Request\r\n"));
         assert!(t.contains("Connection: close\r\n"));
+        assert!(t.contains("Content-Length: 20\r\n"), "{t}");
         assert!(t.ends_with("\r\n\r\nBad Request\r\n\r\nwhy\r\n"));
     }
 }
