@@ -96,14 +96,18 @@ def test_http10_keep_alive_opt_in(serve):
         c.assert_closed()
 
 
-def test_http10_keep_alive_without_length_is_close_delimited(serve):
+@pytest.mark.parametrize("connection", ["", "Connection: keep-alive\r\n"])
+def test_http10_generator_without_length_is_close_delimited(serve, connection):
+    """HTTP/1.0 has no chunking: an unknown length ends with the connection,
+    even when the client asked for keep-alive."""
+
     def app(environ, start_response):
         start_response("200 OK", [("Content-Type", "text/plain")])
         yield b"hello"
         yield b"world"
 
     s = serve(app)
-    out = raw(s.port, b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    out = raw(s.port, f"GET / HTTP/1.0\r\n{connection}\r\n".encode())
     r, body = split_head(out)
     assert r.status == 200
     assert not r.has_header("Content-Length")
@@ -510,6 +514,23 @@ def test_app_sends_more_than_content_length_truncated(serve):
         assert tail == b""
 
 
+@pytest.mark.parametrize("kind", [list, tuple])
+def test_single_element_result_gets_content_length(serve, kind):
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return kind([b"hello world"])
+
+    s = serve(app)
+    with Conn(s.port) as c:
+        c.send(req("GET", "/"))
+        r = c.read_response()
+        assert r.status == 200
+        assert r.header("Content-Length") == "11"
+        assert not r.has_header("Transfer-Encoding")
+        assert r.body == b"hello world"
+        c.assert_open()
+
+
 def test_generator_without_length_is_chunked_on_http11(serve):
     def app(environ, start_response):
         start_response("200 OK", [("Content-Type", "text/plain")])
@@ -562,38 +583,6 @@ def test_generator_chunks_framing_and_empty_items(serve):
         assert r.raw.endswith(b"\r\n0\r\n\r\n")
         assert r.trailers == []
         c.assert_reusable_or_closed(r)
-
-
-def test_generator_without_length_is_close_delimited_on_http10(serve):
-    def app(environ, start_response):
-        start_response("200 OK", [("Content-Type", "text/plain")])
-        yield b"hello"
-        yield b"world"
-
-    s = serve(app)
-    out = raw(s.port, b"GET / HTTP/1.0\r\n\r\n")
-    r, body = split_head(out)
-    assert r.status == 200
-    assert not r.has_header("Transfer-Encoding")
-    assert not r.has_header("Content-Length")
-    assert body == b"helloworld"
-
-
-@pytest.mark.parametrize("kind", [list, tuple])
-def test_single_element_result_gets_content_length(serve, kind):
-    def app(environ, start_response):
-        start_response("200 OK", [("Content-Type", "text/plain")])
-        return kind([b"hello world"])
-
-    s = serve(app)
-    with Conn(s.port) as c:
-        c.send(req("GET", "/"))
-        r = c.read_response()
-        assert r.status == 200
-        assert r.header("Content-Length") == "11"
-        assert not r.has_header("Transfer-Encoding")
-        assert r.body == b"hello world"
-        c.assert_open()
 
 
 def test_large_response_content_length(serve):
