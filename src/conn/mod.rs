@@ -426,18 +426,21 @@ impl Conn {
         }
         match head.framing {
             BodyFraming::None => self.dispatch(ctx, head, JobBody::Ready(BodyReader::empty())),
-            framing if head.expect_continue => {
-                let content_length = match framing {
-                    BodyFraming::Length(n) => Some(n),
-                    _ => None,
-                };
-                self.dispatch(ctx, head, JobBody::Deferred { content_length });
+            // The app decides whether it wants the body. Only for a declared
+            // length: frameworks such as Django read CONTENT_LENGTH alone, so a
+            // chunked body must be complete (and its length known) before the
+            // app runs, and its 100 Continue goes out at once, as in waitress.
+            framing @ BodyFraming::Length(_) if head.expect_continue => {
+                self.dispatch(ctx, head, JobBody::Deferred);
                 self.phase = Phase::InFlight {
                     body: Some(BodyState::new(framing, ctx.cfg)),
                     body_requested: false,
                 };
             }
             framing => {
+                if head.expect_continue {
+                    self.queue(CONTINUE.to_vec());
+                }
                 self.phase = Phase::Body {
                     head,
                     body: BodyState::new(framing, ctx.cfg),
@@ -617,7 +620,7 @@ mod tests {
     fn body_of(job: Job) -> Vec<u8> {
         match job.body {
             JobBody::Ready(mut r) => r.read(None).unwrap(),
-            JobBody::Deferred { .. } => panic!("deferred"),
+            JobBody::Deferred => panic!("deferred"),
         }
     }
 
@@ -689,12 +692,7 @@ mod tests {
             b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n",
         );
         let job = rig.job();
-        assert!(matches!(
-            job.body,
-            JobBody::Deferred {
-                content_length: Some(3)
-            }
-        ));
+        assert!(matches!(job.body, JobBody::Deferred));
         rig.client.set_nonblocking(true).unwrap();
         assert!(rig.read_client().is_empty(), "no 100 before the app reads");
         rig.client.set_nonblocking(false).unwrap();
@@ -708,6 +706,16 @@ mod tests {
             rig.complete(b"ok", Kind::End { keep_alive: true }),
             Next::Keep
         );
+    }
+
+    #[test]
+    fn chunked_expect_continue_is_answered_at_once_and_buffered() {
+        let mut rig = Rig::new();
+        rig.send(b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert_eq!(rig.read_client(), CONTINUE);
+        assert!(rig.jobs.try_recv().is_err(), "the body comes first");
+        rig.send(b"3\r\nabc\r\n0\r\n\r\n");
+        assert_eq!(body_of(rig.job()), b"abc");
     }
 
     #[test]

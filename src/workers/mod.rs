@@ -30,9 +30,10 @@ pub struct Job {
 pub enum JobBody {
     /// The whole body, already received (possibly spooled to disk).
     Ready(BodyReader),
-    /// `Expect: 100-continue`: the loop sends `100 Continue` and reads the body
-    /// only when the app first reads `wsgi.input` (see `Kind::Continue`).
-    Deferred { content_length: Option<u64> },
+    /// `Expect: 100-continue` with a Content-Length: the loop sends `100
+    /// Continue` and reads the body only when the app first reads `wsgi.input`
+    /// (see `Kind::Continue`).
+    Deferred,
 }
 
 /// What a worker tells the loop about one connection.

@@ -100,8 +100,9 @@ pub struct RequestMeta<'a> {
     pub head: &'a RequestHead,
     pub peer: SocketAddr,
     pub server_port: u16,
-    /// Overrides the header (a de-chunked body has a known length; a deferred one none).
-    pub content_length: Option<Option<u64>>,
+    /// The length of a de-chunked body: replaces CONTENT_LENGTH and hides
+    /// Transfer-Encoding, which no longer describes what `wsgi.input` yields.
+    pub content_length: Option<u64>,
 }
 
 pub fn build<'py>(
@@ -145,7 +146,7 @@ pub fn build<'py>(
             None => env.set_item(key, latin1(py, value))?,
         }
     }
-    if let Some(Some(n)) = meta.content_length {
+    if let Some(n) = meta.content_length {
         env.set_item(intern!(py, "CONTENT_LENGTH"), n.to_string())?;
     }
     env.set_item(intern!(py, "wsgi.input"), input)?;

@@ -54,15 +54,15 @@ impl<'a, 'py> Task<'a, 'py> {
             keep_alive,
         } = job;
         let chunked = head.framing == BodyFraming::Chunked;
-        // The app sees a de-chunked body: its real length, or none yet if deferred.
+        // The app sees a de-chunked body, with its real length.
         let (input, content_length) = match body {
             JobBody::Ready(reader) => {
-                let length = chunked.then_some(Some(reader.remaining()));
+                let length = chunked.then_some(reader.remaining());
                 (InputStream::ready(reader), length)
             }
-            JobBody::Deferred { .. } => (
+            JobBody::Deferred => (
                 InputStream::deferred(conn, Arc::clone(&conn_shared), shared.handle.clone()),
-                chunked.then_some(None),
+                None,
             ),
         };
         let responder = StartResponse::new(

@@ -1,0 +1,1 @@
+"""End-to-end tests: real Flask and Django applications served by maitre over sockets."""
