@@ -28,6 +28,8 @@ pub struct Config {
     pub url_scheme: String,
     pub url_prefix: String,
     pub server_name: String,
+    /// One of several worker processes (`workers > 1`): `wsgi.multiprocess`.
+    pub multiprocess: bool,
 }
 
 /// Reads one option; `extract` names the option in its error.
@@ -81,6 +83,7 @@ impl Config {
             url_scheme: item(d, "url_scheme")?,
             url_prefix: item(d, "url_prefix")?,
             server_name: item(d, "server_name")?,
+            multiprocess: item::<usize>(d, "workers")? > 1,
         })
     }
 }

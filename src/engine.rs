@@ -42,22 +42,19 @@ impl Drop for SetOnDrop {
     }
 }
 
+/// The listening sockets, bound (and `listen()`ed) before any thread or
+/// process exists: worker processes forked afterwards inherit them and share
+/// one accept queue, so a worker that dies takes no queued connection with it.
 #[pyclass(module = "maitre._maitre")]
-pub struct Engine {
-    app: Py<PyAny>,
-    cfg: Arc<Config>,
-    stats: Arc<Stats>,
-    control: Arc<Control>,
+pub struct Listeners {
+    sockets: Mutex<Option<Vec<Listener>>>,
     effective: Vec<(String, u16)>,
-    bound: Mutex<Option<Bound_>>,
-    threads: Mutex<Vec<JoinHandle<()>>>,
-    finished: Arc<Finished>,
 }
 
 #[pymethods]
-impl Engine {
+impl Listeners {
     #[new]
-    fn new(app: Py<PyAny>, config: &Bound<'_, PyDict>) -> PyResult<Self> {
+    fn new(config: &Bound<'_, PyDict>) -> PyResult<Self> {
         crate::refresh_logging();
         let cfg = Config::from_dict(config)?;
         if let Some(max) = somaxconn() {
@@ -72,7 +69,7 @@ impl Engine {
                 );
             }
         }
-        let listeners = cfg
+        let sockets = cfg
             .listen
             .iter()
             .map(|&addr| {
@@ -80,12 +77,60 @@ impl Engine {
                     .map_err(|e| PyOSError::new_err(format!("could not listen on {addr}: {e}")))
             })
             .collect::<PyResult<Vec<_>>>()?;
-        let poll = Poll::new()?;
-        let waker = Waker::new(poll.registry(), WAKER)?;
-        let effective = listeners
+        let effective = sockets
             .iter()
             .map(|l| (l.addr.ip().to_string(), l.addr.port()))
             .collect();
+        Ok(Listeners {
+            sockets: Mutex::new(Some(sockets)),
+            effective,
+        })
+    }
+
+    /// Every `(host, port)` actually bound.
+    #[getter]
+    fn effective_listen(&self) -> Vec<(String, u16)> {
+        self.effective.clone()
+    }
+
+    /// Closes the sockets (when no engine took them over).
+    fn close(&self) {
+        self.sockets.lock().take();
+    }
+}
+
+#[pyclass(module = "maitre._maitre")]
+pub struct Engine {
+    app: Py<PyAny>,
+    cfg: Arc<Config>,
+    stats: Arc<Stats>,
+    control: Arc<Control>,
+    effective: Vec<(String, u16)>,
+    bound: Mutex<Option<Bound_>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    finished: Arc<Finished>,
+}
+
+#[pymethods]
+impl Engine {
+    /// Serves `app` on the sockets of `listeners`, which it takes over.
+    #[new]
+    fn new(
+        app: Py<PyAny>,
+        config: &Bound<'_, PyDict>,
+        listeners: &Bound<'_, Listeners>,
+    ) -> PyResult<Self> {
+        crate::refresh_logging();
+        let cfg = Config::from_dict(config)?;
+        let listeners = listeners.borrow();
+        let effective = listeners.effective.clone();
+        let Some(sockets) = listeners.sockets.lock().take() else {
+            return Err(PyRuntimeError::new_err(
+                "these listeners are already in use",
+            ));
+        };
+        let poll = Poll::new()?;
+        let waker = Waker::new(poll.registry(), WAKER)?;
         Ok(Engine {
             app,
             cfg: Arc::new(cfg),
@@ -95,7 +140,10 @@ impl Engine {
                 stop: Default::default(),
             }),
             effective,
-            bound: Mutex::new(Some(Bound_ { poll, listeners })),
+            bound: Mutex::new(Some(Bound_ {
+                poll,
+                listeners: sockets,
+            })),
             threads: Mutex::new(Vec::new()),
             finished: Arc::new(Finished::default()),
         })

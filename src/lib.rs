@@ -33,6 +33,7 @@ fn maitre_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     }
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<engine::Engine>()?;
+    m.add_class::<engine::Listeners>()?;
     m.add_class::<wsgi::file_wrapper::FileWrapper>()?;
     m.add_class::<wsgi::input::InputStream>()?;
     m.add_class::<wsgi::start_response::StartResponse>()?;

@@ -61,10 +61,10 @@ ENGINE_KEYS = {
     "listen", "threads", "backlog", "connection_limit", "channel_timeout",
     "cleanup_interval", "recv_bytes", "send_bytes", "max_request_header_size",
     "max_request_body_size", "inbuf_overflow", "outbuf_overflow", "outbuf_high_watermark",
-    "ident", "expose_tracebacks", "url_scheme", "url_prefix", "server_name",
+    "ident", "expose_tracebacks", "url_scheme", "url_prefix", "server_name", "workers",
 }
 INT_ENGINE_KEYS = {
-    "threads", "backlog", "connection_limit", "channel_timeout", "cleanup_interval",
+    "workers", "threads", "backlog", "connection_limit", "channel_timeout", "cleanup_interval",
     "recv_bytes", "send_bytes", "max_request_header_size", "max_request_body_size",
     "inbuf_overflow", "outbuf_overflow", "outbuf_high_watermark",
 }
@@ -80,9 +80,25 @@ def local() -> dict:
 # --------------------------------------------------------------------------- the table
 
 
-def test_table_has_waitress_options_in_order():
-    assert [o.name for o in OPTIONS] == list(WAITRESS_DEFAULTS)
-    assert set(OPTIONS_BY_NAME) == set(WAITRESS_DEFAULTS)
+# Options of maitre's own, after waitress's, with their defaults.
+MAITRE_ONLY = {"workers": 1}
+
+
+def test_table_has_waitress_options_in_order_then_maitres_own():
+    assert [o.name for o in OPTIONS] == list(WAITRESS_DEFAULTS) + list(MAITRE_ONLY)
+    assert set(OPTIONS_BY_NAME) == set(WAITRESS_DEFAULTS) | set(MAITRE_ONLY)
+
+
+@pytest.mark.parametrize("name", list(MAITRE_ONLY))
+def test_maitre_only_defaults(name):
+    assert OPTIONS_BY_NAME[name].default == MAITRE_ONLY[name]
+
+
+def test_workers_option():
+    assert Options(workers="3").workers == 3
+    with pytest.raises(ValueError, match="workers"):
+        Options(workers=0)
+    assert Options(workers=2).engine_config()["workers"] == 2
 
 
 @pytest.mark.parametrize("name", list(WAITRESS_DEFAULTS))
@@ -513,7 +529,7 @@ def test_engine_config_carries_given_values():
         channel_timeout=9, cleanup_interval=2, recv_bytes=1024, max_request_header_size=4096,
         max_request_body_size=0, inbuf_overflow=1, outbuf_overflow=2,
         outbuf_high_watermark=3, expose_tracebacks="yes", url_scheme="https",
-        url_prefix="/x/", server_name="srv", ident="me",
+        url_prefix="/x/", server_name="srv", ident="me", workers="2",
     ).engine_config()
     assert config == {
         "listen": [("127.0.0.1", 0)], "threads": 7, "backlog": 10, "connection_limit": 3,
@@ -521,6 +537,7 @@ def test_engine_config_carries_given_values():
         "max_request_header_size": 4096, "max_request_body_size": 0, "inbuf_overflow": 1,
         "outbuf_overflow": 2, "outbuf_high_watermark": 3, "expose_tracebacks": True,
         "url_scheme": "https", "url_prefix": "/x", "server_name": "srv", "ident": "me",
+        "workers": 2,
     }
 
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from maitre._maitre import Engine, __version__
+from maitre._maitre import Engine, Listeners, __version__
 from maitre.options import Options
+from maitre.supervisor import Supervisor
 
 __all__ = ["serve", "create_server", "Server", "Options", "__version__"]
 
@@ -24,17 +25,28 @@ class Server:
 
     The listening sockets are bound when the object is created, so
     ``effective_listen`` already holds the real addresses (port 0 gives a free port).
+    With ``workers=N`` (N > 1), :meth:`run` forks N worker processes that share them.
     """
 
     def __init__(self, app: Callable[..., Any], options: Options) -> None:
         self.application = app
         self.options = options
-        self._engine = Engine(app, options.engine_config())
+        config = options.engine_config()
+        self._listeners = Listeners(config)
+        self._engine: Optional[Engine] = None
+        self._supervisor: Optional[Supervisor] = None
+        if options.workers > 1:
+            self._supervisor = Supervisor(
+                app, config, self._listeners, options.workers,
+                stop_timeout=float(options.channel_timeout) + 5.0,
+            )
+        else:
+            self._engine = Engine(app, config, self._listeners)
 
     @property
     def effective_listen(self) -> List[Tuple[str, int]]:
         """Every ``(host, port)`` actually bound, in ``listen`` order."""
-        return list(self._engine.effective_listen)
+        return list(self._listeners.effective_listen)
 
     @property
     def effective_host(self) -> str:
@@ -57,8 +69,12 @@ class Server:
         """Serve until :meth:`close` is called or SIGINT/SIGTERM arrives, then stop cleanly.
 
         Stopping means: stop accepting, let in-flight responses finish, close every
-        connection, join the worker threads, return.
+        connection, join the worker threads (and worker processes), return.
         """
+        if self._supervisor is not None:
+            self._supervisor.run()
+            return
+        assert self._engine is not None
         self._engine.start()
         try:
             while not self._engine.wait(None):
@@ -71,10 +87,18 @@ class Server:
 
     def close(self) -> None:
         """Ask the server to stop; safe from any thread, returns at once."""
-        self._engine.close()
+        if self._supervisor is not None:
+            self._supervisor.stop_requested.set()
+        else:
+            assert self._engine is not None
+            self._engine.close()
 
     def stats(self) -> Dict[str, int]:
-        """Live counters of the engine (connections, requests, queue depth)."""
+        """Live counters: the engine's (connections, requests, queue depth), or with
+        worker processes the parent's (workers alive, restarts)."""
+        if self._supervisor is not None:
+            return self._supervisor.stats()
+        assert self._engine is not None
         return dict(self._engine.stats())
 
 

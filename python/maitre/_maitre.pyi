@@ -4,10 +4,20 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 __version__: str
 
-class Engine:
-    """The Rust server: binds at construction; ``start`` runs the loop and workers."""
+class Listeners:
+    """The listening sockets, bound at construction (before any fork)."""
 
-    def __init__(self, app: Callable[..., Any], config: Dict[str, Any]) -> None: ...
+    def __init__(self, config: Dict[str, Any]) -> None: ...
+    @property
+    def effective_listen(self) -> List[Tuple[str, int]]: ...
+    def close(self) -> None: ...
+
+class Engine:
+    """The Rust server on ``listeners``; ``start`` runs the loop and worker threads."""
+
+    def __init__(
+        self, app: Callable[..., Any], config: Dict[str, Any], listeners: Listeners
+    ) -> None: ...
     @property
     def effective_listen(self) -> List[Tuple[str, int]]: ...
     def start(self) -> None: ...

@@ -17,6 +17,7 @@ from __future__ import annotations
 import difflib
 import enum
 import logging
+import os
 import socket
 import warnings
 from dataclasses import dataclass
@@ -510,6 +511,14 @@ OPTIONS: Tuple[Option, ...] = (
         "the request has a Host header).",
         _E,
     ),
+    # maitre's own options (not in waitress) follow the same rules.
+    Option(
+        "workers", _POSITIVE, 1,
+        "maitre only: number of processes, each with its own event loop and threads, "
+        "sharing the listening sockets (bound once, before fork). The parent supervises "
+        "them and replaces one that dies. Needs os.fork (not on Windows).",
+        _E, "Tuning",
+    ),
 )
 
 OPTIONS_BY_NAME: Dict[str, Option] = {option.name: option for option in OPTIONS}
@@ -645,6 +654,7 @@ class Options:
     sockets: List[socket.socket]
     channel_request_lookahead: int
     server_name: str
+    workers: int
 
     def __init__(self, **kw: Any) -> None:
         """Convert and validate ``kw``; see the class docstring."""
@@ -673,6 +683,11 @@ class Options:
 
         self._check_proxy_options()
         self._refuse_unsupported()
+        if self.workers > 1 and not hasattr(os, "fork"):
+            raise ValueError(
+                f"workers must be 1 on this platform (got {self.workers}): worker "
+                "processes need os.fork; run several maitre processes instead"
+            )
 
         ignored = [name for name in kw if OPTIONS_BY_NAME[name].support is Support.NOOP]
         if ignored:

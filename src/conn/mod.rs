@@ -536,6 +536,7 @@ mod tests {
             url_scheme: "http".into(),
             url_prefix: String::new(),
             server_name: "x".into(),
+            multiprocess: false,
         }
     }
 

@@ -32,7 +32,7 @@ impl WsgiContext {
         base.set_item("wsgi.version", PyTuple::new(py, [1, 0])?)?;
         base.set_item("wsgi.url_scheme", &cfg.url_scheme)?;
         base.set_item("wsgi.multithread", true)?;
-        base.set_item("wsgi.multiprocess", false)?;
+        base.set_item("wsgi.multiprocess", cfg.multiprocess)?;
         base.set_item("wsgi.run_once", false)?;
         base.set_item("wsgi.input_terminated", true)?;
         base.set_item("wsgi.file_wrapper", py.get_type::<FileWrapper>())?;
