@@ -155,7 +155,9 @@ impl EventLoop {
                     Token(t) => {
                         if let Some(conn) = self.conns.by_token(t) {
                             let id = conn.id;
-                            self.with_conn(id, |conn, ctx| conn.on_event(ctx));
+                            let readable = event.is_readable() || event.is_error();
+                            let closed = event.is_read_closed();
+                            self.with_conn(id, |conn, ctx| conn.on_event(ctx, readable, closed));
                         }
                     }
                 }
@@ -268,7 +270,7 @@ impl EventLoop {
                     incr(&self.stats.connections_accepted);
                     incr(&self.stats.connections_open);
                     // Edge-triggered: data may have arrived before registration.
-                    self.with_conn(id, |conn, ctx| conn.on_event(ctx));
+                    self.with_conn(id, |conn, ctx| conn.on_event(ctx, true, true));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if is_fd_exhaustion(&e) => {

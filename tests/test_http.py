@@ -6,6 +6,7 @@ Each test asserts exact status, headers, body bytes and whether the connection c
 from __future__ import annotations
 
 import email.utils
+import socket
 import threading
 import time
 from datetime import datetime, timezone
@@ -114,6 +115,27 @@ def test_http10_generator_without_length_is_close_delimited(serve, connection):
     assert not r.has_header("Transfer-Encoding")
     assert "keep-alive" not in r.connection_tokens()
     assert body == b"helloworld"
+
+
+def test_half_closed_client_gets_its_response_then_the_close(serve):
+    """A client may shut down its sending side right after the request: it still
+    gets the response, and the server closes at once instead of holding the
+    connection until channel_timeout."""
+    s = serve(simple_app())
+    with socket.create_connection(("127.0.0.1", s.port), timeout=5) as sock:
+        sock.sendall(req("GET", "/"))
+        sock.shutdown(socket.SHUT_WR)
+        started = time.monotonic()
+        data = b""
+        while True:
+            piece = sock.recv(65536)
+            if not piece:
+                break
+            data += piece
+        assert time.monotonic() - started < 2, "the server held the connection open"
+    r, used = parse_one(data)
+    assert r.status == 200
+    assert used == len(data)
 
 
 def test_client_connection_close(serve):

@@ -187,6 +187,12 @@ pub struct Conn {
     phase: Phase,
     out: OutBuffer,
     read_closed: bool,
+    /// The socket may hold unread bytes: set by a readable event, cleared by a
+    /// read that drained it. Saves the read that would only say EAGAIN.
+    may_read: bool,
+    /// The peer's FIN may be pending: a short read does not consume it, so
+    /// reads go on until EOF or EAGAIN (set by read-closed events).
+    eof_pending: bool,
     /// Input may still be arriving that we will never read: linger on close.
     discard_input: bool,
     pub linger_until: Option<Instant>,
@@ -211,6 +217,9 @@ impl Conn {
             phase: Phase::Head,
             out: OutBuffer::new(cfg.outbuf_overflow),
             read_closed: false,
+            // Data, even a FIN, can arrive before the socket is registered.
+            may_read: true,
+            eof_pending: true,
             discard_input: false,
             linger_until: None,
         }
@@ -234,7 +243,9 @@ impl Conn {
         }
     }
 
-    pub fn on_event(&mut self, ctx: &mut Ctx) -> Next {
+    pub fn on_event(&mut self, ctx: &mut Ctx, readable: bool, read_closed: bool) -> Next {
+        self.may_read |= readable || read_closed;
+        self.eof_pending |= read_closed;
         self.drive(ctx)
     }
 
@@ -281,7 +292,7 @@ impl Conn {
     fn drive(&mut self, ctx: &mut Ctx) -> Next {
         loop {
             self.advance(ctx);
-            if !self.wants_input() {
+            if !self.may_read || !self.wants_input() {
                 break;
             }
             match self.socket.read(ctx.scratch) {
@@ -291,11 +302,18 @@ impl Conn {
                 }
                 Ok(n) => {
                     self.last_activity = Instant::now();
+                    // A short read emptied the socket; with edge-triggered
+                    // readiness, anything arriving later raises a new event.
+                    self.may_read = n == ctx.scratch.len() || self.eof_pending;
                     if !matches!(self.phase, Phase::Closing) {
                         self.inbuf.extend_from_slice(&ctx.scratch[..n]);
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.may_read = false;
+                    self.eof_pending = false;
+                    break;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return Next::Close,
             }
@@ -593,7 +611,7 @@ mod tests {
             self.client.write_all(bytes).unwrap();
             std::thread::sleep(Duration::from_millis(20));
             let (conn, mut ctx) = self.ctx();
-            conn.on_event(&mut ctx)
+            conn.on_event(&mut ctx, true, false)
         }
 
         fn complete(&mut self, data: &[u8], kind: Kind) -> Next {
@@ -738,7 +756,7 @@ mod tests {
         rig.client.shutdown(Shutdown::Write).unwrap();
         std::thread::sleep(Duration::from_millis(20));
         let (conn, mut ctx) = rig.ctx();
-        assert_eq!(conn.on_event(&mut ctx), Next::Keep);
+        assert_eq!(conn.on_event(&mut ctx, true, true), Next::Keep);
         let _job = rig.job();
         assert_eq!(
             rig.complete(b"bye", Kind::End { keep_alive: true }),
