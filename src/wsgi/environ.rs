@@ -124,9 +124,9 @@ pub fn build<'py>(
     env.set_item(intern!(py, "QUERY_STRING"), latin1(py, query))?;
     env.set_item(intern!(py, "SERVER_PROTOCOL"), head.version.as_str())?;
     env.set_item(intern!(py, "SERVER_PORT"), meta.server_port.to_string())?;
-    let ip = meta.peer.ip().to_string();
+    let ip = PyString::new(py, &meta.peer.ip().to_string());
     env.set_item(intern!(py, "REMOTE_ADDR"), &ip)?;
-    env.set_item(intern!(py, "REMOTE_HOST"), &ip)?;
+    env.set_item(intern!(py, "REMOTE_HOST"), ip)?;
     env.set_item(intern!(py, "REMOTE_PORT"), meta.peer.port().to_string())?;
     for (name, value) in head.header_pairs() {
         let Some(key) = environ_key(name) else {

@@ -109,8 +109,9 @@ impl StartResponse {
     /// length is known and head, body and end travel as one completion.
     pub fn send_all(&mut self, chunks: &[&[u8]]) -> PyResult<()> {
         let total: usize = chunks.iter().map(|c| c.len()).sum();
+        // One allocation for head and body in the common case.
+        self.out.reserve(total + 512);
         self.start(Some(total as u64))?;
-        self.out.reserve(total + 16);
         if let Some(encoder) = &mut self.encoder {
             for chunk in chunks {
                 encoder.body(&mut self.out, chunk);

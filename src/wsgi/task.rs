@@ -115,6 +115,11 @@ fn call_app<'py>(
 ) -> PyResult<()> {
     let result = app.call1((environ, responder))?;
     let sent = send_result(py, &result, responder);
+    // Plain lists and tuples have no close(); asking would build an
+    // AttributeError per request.
+    if result.is_exact_instance_of::<PyList>() || result.is_exact_instance_of::<PyTuple>() {
+        return sent;
+    }
     let closed = match result.getattr_opt(intern!(py, "close")) {
         Ok(Some(close)) => close.call0().map(drop),
         Ok(None) => Ok(()),
