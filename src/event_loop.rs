@@ -98,6 +98,8 @@ pub struct EventLoop {
     lingering: Vec<ConnId>,
     stopping_since: Option<Instant>,
     next_cleanup: Instant,
+    /// Read once per wake-up (see `Ctx::now`).
+    now: Instant,
 }
 
 impl EventLoop {
@@ -134,6 +136,7 @@ impl EventLoop {
             lingering: Vec::new(),
             stopping_since: None,
             next_cleanup,
+            now: Instant::now(),
         })
     }
 
@@ -148,6 +151,7 @@ impl EventLoop {
                 log::error!(target: "maitre", "event loop poll failed, stopping: {e}");
                 break;
             }
+            self.now = Instant::now();
             for event in events.iter() {
                 match event.token() {
                     WAKER => self.control.waker.clear(),
@@ -215,6 +219,7 @@ impl EventLoop {
             stats: &self.stats,
             scratch: &mut self.scratch,
             stopping: self.stopping_since.is_some(),
+            now: self.now,
         };
         match f(conn, &mut ctx) {
             Next::Keep => {}
@@ -326,7 +331,7 @@ impl EventLoop {
     }
 
     fn maintenance(&mut self) {
-        let now = Instant::now();
+        let now = self.now;
         if let Some(at) = self.accept_retry_at {
             if now >= at {
                 self.resume_accepting();

@@ -174,6 +174,9 @@ pub struct Ctx<'a> {
     pub stats: &'a Stats,
     pub scratch: &'a mut [u8],
     pub stopping: bool,
+    /// When the loop woke up: precise enough for timeouts, and read once per
+    /// wake-up rather than once per socket call.
+    pub now: Instant,
 }
 
 pub struct Conn {
@@ -301,7 +304,7 @@ impl Conn {
                     break;
                 }
                 Ok(n) => {
-                    self.last_activity = Instant::now();
+                    self.last_activity = ctx.now;
                     // A short read emptied the socket; with edge-triggered
                     // readiness, anything arriving later raises a new event.
                     self.may_read = n == ctx.scratch.len() || self.eof_pending;
@@ -318,7 +321,7 @@ impl Conn {
                 Err(_) => return Next::Close,
             }
         }
-        if self.flush(ctx.cfg.outbuf_high_watermark).is_err() {
+        if self.flush(ctx.cfg.outbuf_high_watermark, ctx.now).is_err() {
             return Next::Close;
         }
         if self.read_closed {
@@ -342,7 +345,7 @@ impl Conn {
                 // Closing with unread input would make the kernel send a reset,
                 // which can destroy the response before the client reads it.
                 let _ = self.socket.shutdown(Shutdown::Write);
-                self.linger_until = Some(Instant::now() + LINGER);
+                self.linger_until = Some(ctx.now + LINGER);
                 return Next::Linger;
             }
             return Next::Close;
@@ -510,11 +513,11 @@ impl Conn {
     }
 
     /// Writes queued output until done or the socket is full.
-    fn flush(&mut self, watermark: usize) -> io::Result<()> {
+    fn flush(&mut self, watermark: usize, now: Instant) -> io::Result<()> {
         let n = self.out.write_to(&mut self.socket)?;
         if n > 0 {
             self.shared.written(n, watermark);
-            self.last_activity = Instant::now();
+            self.last_activity = now;
         }
         Ok(())
     }
@@ -602,6 +605,7 @@ mod tests {
                     stats: &self.stats,
                     scratch: &mut self.scratch,
                     stopping: false,
+                    now: Instant::now(),
                 },
             )
         }
