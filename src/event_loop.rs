@@ -310,14 +310,28 @@ impl EventLoop {
         };
         conn.closed();
         let index = id.index as usize;
-        if let Some(mut conn) = self.conns.remove(index) {
-            let _ = self.poll.registry().deregister(&mut conn.socket);
+        if let Some(conn) = self.conns.remove(index) {
+            self.release(conn);
         }
         decr(&self.stats.connections_open);
         if self.paused && self.accept_retry_at.is_none() && self.stopping_since.is_none() {
             log::info!(target: "maitre", "below connection_limit again: accepting");
             self.resume_accepting();
         }
+    }
+
+    /// Drops a connection's socket. On Unix closing the descriptor takes it out
+    /// of epoll/kqueue, so the explicit deregistration (a syscall per
+    /// connection) is left out; a stale event for its token already fetched
+    /// is harmless, readiness being only a hint.
+    #[cfg(unix)]
+    fn release(&mut self, conn: Conn) {
+        drop(conn);
+    }
+
+    #[cfg(not(unix))]
+    fn release(&mut self, mut conn: Conn) {
+        let _ = self.poll.registry().deregister(&mut conn.socket);
     }
 
     fn begin_shutdown(&mut self) {
