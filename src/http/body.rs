@@ -319,32 +319,25 @@ impl BodyReader {
     }
 }
 
-/// An anonymous temporary file: unlinked at once where the OS allows it, so a
-/// crash leaves nothing behind; elsewhere deleted when closed.
+/// An anonymous temporary file: unlinked at once on Unix, so a crash leaves
+/// nothing behind; on Windows deleted by the OS when it is closed.
 pub fn temp_file() -> io::Result<File> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let path = std::env::temp_dir().join(format!("maitre-{}-{}.body", std::process::id(), n));
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(&path)?;
-    remove_when_closed(&path)?;
-    Ok(file)
-}
-
-#[cfg(unix)]
-fn remove_when_closed(path: &std::path::Path) -> io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create_new(true);
+    #[cfg(windows)]
+    {
+        use std::os::windows::fs::OpenOptionsExt;
+        const FILE_FLAG_DELETE_ON_CLOSE: u32 = 0x0400_0000;
+        options.custom_flags(FILE_FLAG_DELETE_ON_CLOSE);
+    }
+    let file = options.open(&path)?;
     // An open descriptor keeps an unlinked file alive until it is closed.
-    std::fs::remove_file(path)
-}
-
-#[cfg(not(unix))]
-fn remove_when_closed(_path: &std::path::Path) -> io::Result<()> {
-    // Windows cannot unlink an open file without FILE_FLAG_DELETE_ON_CLOSE,
-    // which std does not expose; the file stays in the temp dir until cleaned.
-    Ok(())
+    #[cfg(unix)]
+    std::fs::remove_file(&path)?;
+    Ok(file)
 }
 
 #[cfg(test)]
