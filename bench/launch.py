@@ -1,13 +1,17 @@
 """Start one in-process WSGI server on an app from bench/apps.py (run by bench/run.py).
 
-    python launch.py SERVER --app NAME --port N [--threads 4]
+    python launch.py SERVER --app NAME --port N [--threads 4] [--connection-limit N]
+                     [--backlog N] [--workers N]
 
 SERVER is one of LAUNCHERS below. Servers with their own command line
 (granian, gunicorn, ...) are started by run.py directly and are not here.
+--connection-limit / --backlog are only passed for cases that need many connections
+(idle5000); otherwise every server runs with its defaults.
 """
 
 import argparse
 import os
+import resource
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -15,19 +19,56 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import apps  # noqa: E402
 
 
-def maitre(app, host, port, threads):
+def raise_nofile():
+    """Soft RLIMIT_NOFILE up to the hard limit: the idle case holds thousands of sockets."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass
+
+
+def maitre(app, a):
     from maitre import serve
 
-    serve(app, host=host, port=port, threads=threads, _quiet=True)
+    kw = {}
+    if a.connection_limit:
+        kw["connection_limit"] = a.connection_limit
+    if a.backlog:
+        kw["backlog"] = a.backlog
+    if a.workers:
+        # Hook for maitre's `workers=N` (N processes sharing the listening socket): run.py
+        # only passes --workers once `maitre.Options(workers=2)` is accepted.
+        kw["workers"] = a.workers
+    serve(app, host=a.host, port=a.port, threads=a.threads, _quiet=True, **kw)
 
 
-def waitress(app, host, port, threads):
+def waitress(app, a):
     from waitress import serve
 
-    serve(app, host=host, port=port, threads=threads, _quiet=True)
+    kw = {}
+    if a.connection_limit:
+        kw["connection_limit"] = a.connection_limit
+        # waitress's loop uses select() unless told otherwise, and select() cannot watch a
+        # descriptor above FD_SETSIZE (1024): with thousands of connections it needs poll().
+        kw["asyncore_use_poll"] = True
+    if a.backlog:
+        kw["backlog"] = a.backlog
+    serve(app, host=a.host, port=a.port, threads=a.threads, _quiet=True, **kw)
 
 
-LAUNCHERS = {"maitre": maitre, "waitress": waitress}
+def pyruvate(app, a):
+    import pyruvate
+
+    # pyruvate has no connection limit or backlog option. Keep-alive is off by default
+    # (max_reuse_count=0: every response closes its connection) and that is how it runs here:
+    # with max_reuse_count > 0, pyruvate 1.6.1 never answers the second request on a
+    # connection (see bench/README.md).
+    pyruvate.serve(app, f"{a.host}:{a.port}", a.threads)
+
+
+LAUNCHERS = {"maitre": maitre, "waitress": waitress, "pyruvate": pyruvate}
 
 
 def main():
@@ -37,8 +78,12 @@ def main():
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--threads", type=int, default=4)
+    p.add_argument("--connection-limit", type=int, default=0)
+    p.add_argument("--backlog", type=int, default=0)
+    p.add_argument("--workers", type=int, default=0)
     a = p.parse_args()
-    LAUNCHERS[a.server](getattr(apps, a.app), a.host, a.port, a.threads)
+    raise_nofile()
+    LAUNCHERS[a.server](getattr(apps, a.app), a)
 
 
 if __name__ == "__main__":

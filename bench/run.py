@@ -1,20 +1,23 @@
 #!/usr/bin/env python3
 """maitre's benchmark harness: one command, stdlib only.
 
-    python bench/run.py                       # everything: 3 x 10 s per server and case
+    python bench/run.py                       # everything: 3 rounds x 5 s per server and case
     python bench/run.py --quick               # 1 x 3 s, for a smoke test
-    python bench/run.py --servers maitre,waitress --duration 20 --repeat 5
+    python bench/run.py --cases plaintext,sleep10 --servers maitre,waitress --repeat 5
 
 What it does, in order:
   1. setup (skip with --no-setup): apt-get install wrk if missing; a venv at bench/.venv with
-     waitress and granian from PyPI; maitre installed from the repo root into that venv;
-     the ceiling server (bench/ceiling) built with cargo.
+     the other servers (waitress, granian, gunicorn, pyruvate) and matplotlib from PyPI;
+     maitre installed from the repo root into that venv; the ceiling server (bench/ceiling)
+     built with cargo.
   2. for each case, --repeat interleaved rounds; in each round, for each server: start it
      pinned to CPU 0 (taskset -c 0), wait until its port accepts, check one response, warm
      up with wrk, run `taskset -c 1 wrk -t1 -c<conns> -d<dur>s --latency` once, stop it
-     (SIGTERM, then SIGKILL after 10 s).
-  3. print a table per case (median req/s, median p50/p99 latency, errors, maitre/server
-     ratio) and write bench/results/latest.md (+ latest.json with every run).
+     (SIGTERM, then SIGKILL after 10 s). The idle case also opens 5,000 idle keep-alive
+     connections (bench/idle.py, on CPU 1) before measuring, and reads the server's RSS.
+  3. print a table per case (median req/s, bytes/s, median p50/p99 latency, errors, CPU,
+     maitre/server ratio) and write bench/results/latest.md, latest.json (every run) and
+     latest.png (bench/chart.py, in the venv).
 
 Adding a server: append a `Server` to SERVERS. Adding a case: an app in bench/apps.py and a
 `Case` in CASES.
@@ -30,6 +33,7 @@ import os
 import platform
 import re
 import resource
+import select
 import shlex
 import shutil
 import signal
@@ -37,9 +41,10 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, FrozenSet, List, Optional
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH)
@@ -50,12 +55,24 @@ CEILING_BIN = os.path.join(CEILING_DIR, "target", "release", "maitre-ceiling")
 RESULTS = os.path.join(BENCH, "results")
 LOGS = os.path.join(RESULTS, "logs")
 HOST = "127.0.0.1"
-SERVER_CPU = "0"
-CLIENT_CPU = "1"
 NOISE = 0.10  # other processes' CPU (fraction of one CPU) above which a run is flagged as noisy
 QUIET = 0.05  # busy CPU (fraction of one) below which the machine counts as idle before a run
 SPREAD = 0.10  # (max - min) / median of req/s over the rounds above which results are flagged
 REFERENCE = "maitre"  # the ratio column is REFERENCE req/s divided by each server's req/s
+
+IDLE_COUNT = 5000  # idle keep-alive connections held open in the idle case
+IDLE_DEADLINE = 30.0  # seconds the helper may take to open and get answers on all of them
+CONNECTION_LIMIT = 6000  # servers' connection limits in the idle case (idle + wrk's)
+BACKLOG = 8192  # listen backlog asked for in the idle case (the kernel caps it at somaxconn)
+STOP_GRACE = 10.0
+
+POST_BODY_SIZE = 64 * 1024
+POST_LUA = f"""-- written by bench/run.py for the post64k case
+wrk.method = "POST"
+wrk.body = string.rep("x", {POST_BODY_SIZE})
+wrk.headers["Content-Type"] = "application/octet-stream"
+wrk.headers["Content-Length"] = tostring(#wrk.body)
+"""
 
 
 # --------------------------------------------------------------------------------------------
@@ -70,11 +87,21 @@ class Case:
     name: str
     title: str
     app: str  # attribute of bench/apps.py
+    load: str  # what one request is, for the report
     path: str = "/"
     connections: int = 50
-    wrk_args: List[str] = field(default_factory=list)  # extra wrk args (-H ..., -s script.lua)
+    wrk_args: List[str] = field(default_factory=list)  # extra wrk args (-H ...)
+    lua: Optional[str] = None  # a wrk script, written to a temp file and passed with -s
+    check_method: str = "GET"
+    check_body: Optional[bytes] = None
     expect_body: Optional[bytes] = None  # sanity check of one response before measuring
     ceiling: bool = True  # the canned-response ceiling only makes sense for some cases
+    threads: Optional[int] = None  # WSGI threads for every server (default: --threads)
+    bytes_per_sec: bool = False  # report wrk's Transfer/sec
+    idle: int = 0  # idle keep-alive connections held open during the measurement
+    reference: str = REFERENCE  # the server the ratio column divides by
+    skip_servers: FrozenSet[str] = frozenset()
+    notes: List[str] = field(default_factory=list)  # printed under the table
 
 
 CASES: List[Case] = [
@@ -82,10 +109,67 @@ CASES: List[Case] = [
         name="plaintext",
         title="Plaintext hello world, keep-alive",
         app="plaintext",
+        load="`GET /` → 13-byte body",
         expect_body=b"Hello, world!",
     ),
-    # Next: 1 MiB responses, 64 KiB POST echo, Connection: close, 5000 idle connections,
-    # sleeping app. Each is a Case here plus an app in apps.py (and a wrk Lua script if needed).
+    Case(
+        name="large",
+        title="1 MiB response body, keep-alive",
+        app="large",
+        load="`GET /` → 1 MiB body (one bytes object built at import, Content-Length)",
+        connections=16,
+        expect_body=b"x" * (1 << 20),
+        ceiling=False,
+        bytes_per_sec=True,
+    ),
+    Case(
+        name="post64k",
+        title="64 KiB POST echoed back, keep-alive",
+        app="echo",
+        load="`POST /` with a 64 KiB body (wrk Lua script), the app reads `wsgi.input` "
+             "fully and returns it with Content-Length",
+        connections=16,
+        lua=POST_LUA,
+        check_method="POST",
+        check_body=b"x" * POST_BODY_SIZE,
+        expect_body=b"x" * POST_BODY_SIZE,
+        ceiling=False,
+        bytes_per_sec=True,
+        notes=["bytes/s counts the responses only (wrk's Transfer/sec); as much again is "
+               "uploaded."],
+    ),
+    Case(
+        name="close",
+        title="Hello world, a new connection per request",
+        app="plaintext",
+        load="`GET /` with `Connection: close` → 13-byte body; wrk reconnects for every "
+             "request",
+        wrk_args=["-H", "Connection: close"],
+        expect_body=b"Hello, world!",
+    ),
+    Case(
+        name="idle5000",
+        title=f"Plaintext with {IDLE_COUNT:,} idle keep-alive connections held open",
+        app="plaintext",
+        load=f"`GET /` → 13-byte body, while {IDLE_COUNT:,} other connections (each answered "
+             "once) sit idle",
+        expect_body=b"Hello, world!",
+        idle=IDLE_COUNT,
+    ),
+    Case(
+        name="sleep10",
+        title="App sleeps 10 ms per request (time.sleep), keep-alive",
+        app="sleep10",
+        load="`GET /` → the app sleeps 10 ms, then a 13-byte body",
+        connections=64,
+        expect_body=b"Hello, world!",
+        ceiling=False,
+        threads=32,
+        reference="maitre t32",
+        skip_servers=frozenset({"maitre"}),  # maitre t1 and maitre t32 instead
+        notes=["The bound is threads ÷ 10 ms: 100 req/s per thread, so at most ~3,200 req/s "
+               "with 32 threads (64 connections keep them all busy)."],
+    ),
 ]
 
 
@@ -95,57 +179,212 @@ class Ctx:
 
 
 @dataclass
+class Pinning:
+    """Where servers and wrk run (taskset -c lists); set from --server-cpus, --client-cpus
+    and --wrk-threads."""
+
+    server: str = "0"
+    client: str = "1"
+    wrk_threads: int = 1
+
+
+PIN = Pinning()
+
+
+def cpu_list(spec: str) -> List[int]:
+    """A taskset -c list ("0", "0-3,8") as CPU numbers."""
+    out: List[int] = []
+    for part in spec.split(","):
+        lo, _, hi = part.strip().partition("-")
+        out += list(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+@dataclass
+class Launch:
+    """What one start of one server gets: the case, its port and the resolved settings."""
+
+    case: Case
+    port: int
+    threads: int
+    many: bool  # raise connection limits and backlog (the idle case)
+
+
+@dataclass
 class Server:
     name: str
-    # (ctx, case, port) -> argv, run with cwd=bench/ and pinned by run.py.
-    argv: Callable[[Ctx, Case, int], List[str]]
-    describe: Callable[[Ctx], str]
+    # Launch -> argv, run with cwd=bench/ and pinned by run.py.
+    argv: Callable[[Launch], List[str]]
+    describe: Callable[[Launch], str]
     version: Callable[[], str]
     pypi: List[str] = field(default_factory=list)  # requirements pip-installed into bench/.venv
     is_ceiling: bool = False
+    threads: Optional[int] = None  # a fixed thread count (variants such as "maitre t1")
+    only_cases: Optional[FrozenSet[str]] = None  # None: every case
+    # Uses more than one core (maitre wN). Pinned to the server CPUs if they are at least two
+    # (--server-cpus 0-3 on a bigger machine); otherwise (the default: one server CPU) it
+    # runs on the server and client CPUs together and wrk runs unpinned, sharing them.
+    multi_core: bool = False
+    # Returns why the server cannot run yet (None: it can). Checked after setup; a server
+    # that is not available is listed under "not run", without making the run fail.
+    available: Optional[Callable[[], Optional[str]]] = None
+    note: str = ""  # one line in the report's server list
+
+    def family(self) -> str:
+        return self.name.split(" ")[0]
+
+    def shares_client_cpus(self) -> bool:
+        return self.multi_core and len(cpu_list(PIN.server)) < 2
+
+    def cpus(self) -> str:
+        return f"{PIN.server},{PIN.client}" if self.shares_client_cpus() else PIN.server
 
 
-def _launcher(server: str) -> Callable[[Ctx, Case, int], List[str]]:
-    def argv(ctx: Ctx, case: Case, port: int) -> List[str]:
-        return [VENV_PY, os.path.join(BENCH, "launch.py"), server, "--app", case.app,
-                "--host", HOST, "--port", str(port), "--threads", str(ctx.threads)]
+def _launcher(server: str, workers: int = 0) -> Callable[[Launch], List[str]]:
+    def argv(l: Launch) -> List[str]:
+        out = [VENV_PY, os.path.join(BENCH, "launch.py"), server, "--app", l.case.app,
+               "--host", HOST, "--port", str(l.port), "--threads", str(l.threads)]
+        if l.many:
+            out += ["--connection-limit", str(CONNECTION_LIMIT), "--backlog", str(BACKLOG)]
+        if workers:
+            out += ["--workers", str(workers)]
+        return out
     return argv
 
 
-def _granian_argv(ctx: Ctx, case: Case, port: int) -> List[str]:
+def _granian_argv(l: Launch) -> List[str]:
     return [os.path.join(VENV, "bin", "granian"), "--interface", "wsgi", "--http", "1",
             "--no-ws", "--workers", "1", "--runtime-threads", "1",
-            "--blocking-threads", str(ctx.threads), "--no-access-log", "--log-level", "warning",
-            "--host", HOST, "--port", str(port), "--working-dir", BENCH, f"apps:{case.app}"]
+            "--blocking-threads", str(l.threads), "--no-access-log", "--log-level", "warning",
+            *(["--backlog", str(BACKLOG)] if l.many else []),
+            "--host", HOST, "--port", str(l.port), "--working-dir", BENCH, f"apps:{l.case.app}"]
 
 
-def _ceiling_argv(ctx: Ctx, case: Case, port: int) -> List[str]:
-    return [CEILING_BIN, "--host", HOST, "--port", str(port)]
+def _gunicorn_argv(worker: str) -> Callable[[Launch], List[str]]:
+    def argv(l: Launch) -> List[str]:
+        out = [os.path.join(VENV, "bin", "gunicorn"), "--workers", "1", "--worker-class", worker,
+               "--bind", f"{HOST}:{l.port}", "--chdir", BENCH, "--log-level", "warning",
+               # gunicorn's default keep-alive is 2 s: long enough for wrk, not for idle
+               # connections. 120 s is waitress's (and maitre's) channel_timeout.
+               "--keep-alive", "120", "--graceful-timeout", "5"]
+        if worker == "gthread":
+            out += ["--threads", str(l.threads)]
+        if l.many:
+            out += ["--backlog", str(BACKLOG)]
+            if worker == "gthread":
+                out += ["--worker-connections", str(CONNECTION_LIMIT)]
+        return out + [f"apps:{l.case.app}"]
+    return argv
+
+
+def _ceiling_argv(l: Launch) -> List[str]:
+    return [CEILING_BIN, "--host", HOST, "--port", str(l.port)]
 
 
 def _pkg_version(dist: str) -> Callable[[], str]:
+    cache: Dict[str, str] = {}
+
     def version() -> str:
-        code = f"import importlib.metadata as m; print(m.version({dist!r}))"
-        r = subprocess.run([VENV_PY, "-c", code], capture_output=True, text=True)
-        return r.stdout.strip() if r.returncode == 0 else "not installed"
+        if dist not in cache:
+            code = f"import importlib.metadata as m; print(m.version({dist!r}))"
+            r = subprocess.run([VENV_PY, "-c", code], capture_output=True, text=True)
+            cache[dist] = r.stdout.strip() if r.returncode == 0 else "not installed"
+        return cache[dist]
     return version
+
+
+def _maitre_has_workers() -> Optional[str]:
+    """The `maitre w2` hook: runs once maitre accepts `workers=N`."""
+    r = subprocess.run([VENV_PY, "-c", "import maitre; maitre.Options(workers=2)"],
+                       capture_output=True, text=True)
+    if r.returncode == 0:
+        return None
+    last = (r.stderr.strip().splitlines() or ["?"])[-1]
+    return f"this maitre has no `workers` option yet (`maitre.Options(workers=2)`: {last})"
 
 
 SERVERS: List[Server] = [
     Server("maitre", _launcher("maitre"),
-           lambda c: f"`serve(app, threads={c.threads})`", _pkg_version("maitre")),
+           lambda l: f"`serve(app, threads={l.threads}"
+                     + (f", connection_limit={CONNECTION_LIMIT}, backlog={BACKLOG}" if l.many
+                        else "") + ")`",
+           _pkg_version("maitre")),
+    Server("maitre t1", _launcher("maitre"),
+           lambda l: f"`serve(app, threads={l.threads})`", _pkg_version("maitre"),
+           threads=1, only_cases=frozenset({"sleep10"})),
+    Server("maitre t32", _launcher("maitre"),
+           lambda l: f"`serve(app, threads={l.threads})`", _pkg_version("maitre"),
+           threads=32, only_cases=frozenset({"sleep10"})),
+    # maitre w2 (see maitre_workers_server): replaced by maitre wN with --workers N.
+    None,
     Server("waitress", _launcher("waitress"),
-           lambda c: f"`serve(app, threads={c.threads})`", _pkg_version("waitress"),
-           pypi=["waitress"]),
+           lambda l: f"`serve(app, threads={l.threads}"
+                     + (f", connection_limit={CONNECTION_LIMIT}, backlog={BACKLOG}, "
+                        "asyncore_use_poll=True" if l.many else "") + ")`",
+           _pkg_version("waitress"), pypi=["waitress"]),
     Server("granian", _granian_argv,
-           lambda c: f"`--interface wsgi --http 1 --workers 1 --runtime-threads 1 "
-                     f"--blocking-threads {c.threads}`",
+           lambda l: f"`--interface wsgi --http 1 --workers 1 --runtime-threads 1 "
+                     f"--blocking-threads {l.threads}"
+                     + (f" --backlog {BACKLOG}" if l.many else "") + "`",
            _pkg_version("granian"), pypi=["granian"]),
+    Server("gunicorn sync", _gunicorn_argv("sync"),
+           lambda l: "`--workers 1 --worker-class sync` (one request at a time; no keep-alive: "
+                     "it closes every connection after its response)"
+                     + (f", `--backlog {BACKLOG}`" if l.many else ""),
+           _pkg_version("gunicorn"), pypi=["gunicorn"], threads=1),
+    Server("gunicorn gthread", _gunicorn_argv("gthread"),
+           lambda l: f"`--workers 1 --worker-class gthread --threads {l.threads} "
+                     "--keep-alive 120`"
+                     + (f" `--backlog {BACKLOG} --worker-connections {CONNECTION_LIMIT}`"
+                        if l.many else ""),
+           _pkg_version("gunicorn"), pypi=["gunicorn"]),
+    Server("pyruvate", _launcher("pyruvate"),
+           lambda l: f"`pyruvate.serve(app, \"127.0.0.1:PORT\", {l.threads})` (its default "
+                     "max_reuse_count=0: no keep-alive, every response closes its connection)",
+           _pkg_version("pyruvate"), pypi=["pyruvate"]),
     Server("ceiling", _ceiling_argv,
-           lambda c: "bare mio + httparse, 1 thread, canned response (bench/ceiling)",
+           lambda l: "bare mio + httparse, 1 thread, canned response (bench/ceiling)",
            lambda: "-", is_ceiling=True),
-    # Next: gunicorn sync / gthread, pyruvate: a Server each (a launcher entry or a CLI argv).
 ]
+
+CHART_PYPI = ["matplotlib"]
+
+
+def maitre_workers_server(n: int) -> Server:
+    """maitre with workers=n (n processes, each with its own loop and threads, sharing the
+    listening socket). Runs only once `maitre.Options(workers=2)` is accepted (see
+    _maitre_has_workers); until then it is listed as "not run". With one server CPU (the
+    default) it is NOT pinned to it: it gets both CPUs and wrk runs unpinned on them too."""
+    def describe(l: Launch) -> str:
+        where = ("on both CPUs, shared with wrk (unpinned)" if s.shares_client_cpus()
+                 else f"on CPUs {PIN.server}")
+        return f"`serve(app, threads={l.threads}, workers={n})`, {where}"
+    s = Server(f"maitre w{n}", _launcher("maitre", workers=n), describe, _pkg_version("maitre"),
+               only_cases=frozenset({"plaintext"}), multi_core=True,
+               available=_maitre_has_workers)
+    return s
+
+
+SERVERS[SERVERS.index(None)] = maitre_workers_server(2)  # type: ignore[arg-type]
+
+
+def server_threads(server: Server, case: Case, ctx: Ctx) -> int:
+    if server.threads is not None:
+        return server.threads
+    return case.threads or ctx.threads
+
+
+def runs_in(server: Server, case: Case) -> bool:
+    if server.is_ceiling and not case.ceiling:
+        return False
+    if server.name in case.skip_servers:
+        return False
+    return server.only_cases is None or case.name in server.only_cases
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
 
 # --------------------------------------------------------------------------------------------
 # Setup
@@ -190,21 +429,38 @@ def ensure_venv(servers: List[Server], install_maitre: bool) -> Dict[str, str]:
     if not os.path.exists(VENV_PY):
         sh([sys.executable, "-m", "venv", VENV], check=True)
         sh([VENV_PY, "-m", "pip", "install", "-q", "--upgrade", "pip"], check=False)
-    names = {s.name for s in servers}
-    wanted = [req for s in servers for req in s.pypi]
     installed = subprocess.run([VENV_PY, "-m", "pip", "freeze"], capture_output=True,
                                text=True).stdout.lower()
-    have = {line.split("==")[0].strip() for line in installed.splitlines()}
-    from_pypi = [r for r in wanted if re.split(r"[<>=!~\[ ]", r)[0].lower() not in have]
-    if from_pypi:
-        sh([VENV_PY, "-m", "pip", "install", "-q"] + from_pypi, check=True)
-    if "maitre" in names:
+    have = {line.split("==")[0].strip().replace("_", "-") for line in installed.splitlines()}
+    base = lambda r: re.split(r"[<>=!~\[ ]", r)[0].lower()  # noqa: E731
+    wanted = []
+    for req in [r for s in servers for r in s.pypi] + CHART_PYPI:
+        if base(req) not in have and req not in wanted:
+            wanted.append(req)
+    # One at a time, so that one package that won't install doesn't take the others with it.
+    for req in wanted:
+        r = sh([VENV_PY, "-m", "pip", "install", "-q", req])
+        if r.returncode != 0:
+            for s in servers:
+                if req in s.pypi:
+                    problems[s.name] = f"`pip install {req}` failed (exit {r.returncode})"
+    if any(s.family() == "maitre" for s in servers):
         if install_maitre or not venv_has("maitre"):
             r = sh([VENV_PY, "-m", "pip", "install", "-q", "--force-reinstall", "--no-deps", ROOT])
             if r.returncode != 0:
-                problems["maitre"] = f"`pip install {ROOT}` failed (exit {r.returncode})"
-        if "maitre" not in problems and not venv_has("maitre"):
-            problems["maitre"] = "`import maitre` fails in bench/.venv"
+                for s in servers:
+                    if s.family() == "maitre":
+                        problems[s.name] = f"`pip install {ROOT}` failed (exit {r.returncode})"
+        if not venv_has("maitre"):
+            for s in servers:
+                if s.family() == "maitre":
+                    problems.setdefault(s.name, "`import maitre` fails in bench/.venv")
+    for s in servers:
+        mods = {"granian": "granian", "gunicorn": "gunicorn", "pyruvate": "pyruvate",
+                "waitress": "waitress"}
+        mod = mods.get(s.family())
+        if mod and s.name not in problems and not venv_has(mod):
+            problems[s.name] = f"`import {mod}` fails in bench/.venv"
     return problems
 
 
@@ -231,19 +487,33 @@ def pinned(cpu: str, argv: List[str], pin: bool) -> List[str]:
     return ["taskset", "-c", cpu] + argv if pin else argv
 
 
+def raise_nofile() -> None:
+    """Soft RLIMIT_NOFILE up to the hard limit (run in every child before exec; the launchers
+    and the idle helper also do it themselves)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass
+
+
 class Running:
     def __init__(self, server: Server, case: Case, ctx: Ctx, pin: bool):
         self.server = server
         self.port = free_port()
         os.makedirs(LOGS, exist_ok=True)
-        self.log_path = os.path.join(LOGS, f"{case.name}-{server.name}.log")
+        self.log_path = os.path.join(LOGS, f"{case.name}-{slug(server.name)}.log")
         self.log_file = open(self.log_path, "wb")
-        argv = pinned(SERVER_CPU, server.argv(ctx, case, self.port), pin)
+        self.launch = Launch(case, self.port, server_threads(server, case, ctx), case.idle > 0)
+        argv = pinned(server.cpus(), server.argv(self.launch), pin)
         self.argv = argv
         log(f"start {server.name}: {shlex.join(argv)}")
-        # Own session, so that stopping it reaches every process it started (granian's worker).
+        # Own session, so that stopping it reaches every process it started (granian's and
+        # gunicorn's workers).
         self.proc = subprocess.Popen(argv, cwd=BENCH, stdout=self.log_file,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+                                     stderr=subprocess.STDOUT, start_new_session=True,
+                                     preexec_fn=raise_nofile)
 
     def log_tail(self, n: int = 20) -> str:
         self.log_file.flush()
@@ -267,19 +537,17 @@ class Running:
     def check(self, case: Case) -> None:
         conn = http.client.HTTPConnection(HOST, self.port, timeout=10)
         try:
-            conn.request("GET", case.path)
+            conn.request(case.check_method, case.path, body=case.check_body)
             resp = conn.getresponse()
             body = resp.read()
         finally:
             conn.close()
         if resp.status != 200 or (case.expect_body is not None and body != case.expect_body):
             raise RuntimeError(f"{self.server.name}: unexpected response "
-                               f"{resp.status} {body[:80]!r}")
+                               f"{resp.status} {body[:80]!r} ({len(body)} bytes)")
 
-    def cpu_seconds(self) -> float:
-        """User + system CPU of every live process in the server's session."""
-        tick = os.sysconf("SC_CLK_TCK")
-        total = 0
+    def session_pids(self) -> List[int]:
+        pids = []
         for pid in os.listdir("/proc"):
             if not pid.isdigit():
                 continue
@@ -288,12 +556,39 @@ class Running:
                     fields = f.read().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            # fields[0] is field 3 (state): session is field 6, utime 14, stime 15.
+            # fields[0] is field 3 (state): session is field 6.
             if int(fields[3]) == self.proc.pid:
-                total += int(fields[11]) + int(fields[12])
+                pids.append(int(pid))
+        return pids
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of every live process in the server's session."""
+        tick = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for pid in self.session_pids():
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])  # utime (14), stime (15)
         return total / tick
 
-    def stop(self, grace: float = 10.0) -> str:
+    def rss_bytes(self) -> int:
+        """VmRSS summed over the server's processes (taskset has exec'd into the server)."""
+        total = 0
+        for pid in self.session_pids():
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    for line in f:
+                        if line.startswith("VmRSS:"):
+                            total += int(line.split()[1]) * 1024
+                            break
+            except OSError:
+                continue
+        return total
+
+    def stop(self, grace: float = STOP_GRACE) -> str:
         """SIGTERM the session, SIGKILL after `grace` s. Returns how it went."""
         if self.proc.poll() is not None:
             outcome = f"had already exited ({self.proc.returncode})"
@@ -318,11 +613,54 @@ class Running:
         return outcome
 
 
+class IdleHolder:
+    """bench/idle.py, pinned to the client CPU: opens `count` keep-alive connections, one
+    request each, and holds them idle until closed."""
+
+    def __init__(self, port: int, count: int, pin: bool):
+        argv = pinned(PIN.client, [sys.executable, os.path.join(BENCH, "idle.py"),
+                                   "--host", HOST, "--port", str(port), "--count", str(count),
+                                   "--deadline", str(IDLE_DEADLINE)], pin)
+        log(f"idle: {shlex.join(argv)}")
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True, preexec_fn=raise_nofile)
+
+    def _line(self, timeout: float) -> dict:
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        if not ready:
+            raise RuntimeError(f"idle helper said nothing within {timeout:.0f} s")
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"idle helper exited ({self.proc.wait()})")
+        return json.loads(line)
+
+    def opened(self) -> dict:
+        return self._line(IDLE_DEADLINE + 30)
+
+    def still_open(self) -> int:
+        self.proc.stdin.write("check\n")
+        self.proc.stdin.flush()
+        return self._line(30)["open"]
+
+    def close(self) -> None:
+        try:
+            self.proc.stdin.close()
+            self.proc.wait(10)
+        except (OSError, subprocess.TimeoutExpired):
+            self.proc.kill()
+            self.proc.wait()
+        try:
+            self.proc.stdout.close()
+        except OSError:
+            pass
+
+
 # --------------------------------------------------------------------------------------------
 # wrk
 # --------------------------------------------------------------------------------------------
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
+_BYTES = {"B": 1, "KB": 1024, "MB": 1024 ** 2, "GB": 1024 ** 3, "TB": 1024 ** 4}  # wrk: binary
 
 
 def parse_wrk(out: str) -> dict:
@@ -330,6 +668,8 @@ def parse_wrk(out: str) -> dict:
     if not m:
         raise RuntimeError("cannot parse wrk output:\n" + out)
     res = {"rps": float(m.group(1)), "latency_ms": {}, "socket_errors": {}, "non2xx3xx": 0}
+    m = re.search(r"Transfer/sec:\s+([\d.]+)([KMGT]?B)", out)
+    res["bytes_per_sec"] = float(m.group(1)) * _BYTES[m.group(2)] if m else None
     for pct, val, unit in re.findall(r"^\s*(\d+)%\s+([\d.]+)(us|ms|s|m|h)\s*$", out, re.M):
         res["latency_ms"][pct] = float(val) * _UNITS[unit]
     m = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m|h)", out)
@@ -353,20 +693,41 @@ def cpu_times() -> List[int]:
         return [int(x) for x in f.readline().split()[1:9]]
 
 
+_SCRIPTS: Dict[str, str] = {}
+_TMPDIR: Optional[str] = None
+
+
+def lua_script(case: Case) -> str:
+    """The case's wrk script, written once to a temp file (removed at exit)."""
+    global _TMPDIR
+    if case.name not in _SCRIPTS:
+        if _TMPDIR is None:
+            _TMPDIR = tempfile.mkdtemp(prefix="maitre-bench-")
+        path = os.path.join(_TMPDIR, f"{case.name}.lua")
+        with open(path, "w") as f:
+            f.write(case.lua or "")
+        _SCRIPTS[case.name] = path
+    return _SCRIPTS[case.name]
+
+
 def wrk(case: Case, port: int, duration: int, connections: int, pin: bool) -> dict:
-    argv = pinned(CLIENT_CPU, ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency",
-                               *case.wrk_args, f"http://{HOST}:{port}{case.path}"], pin)
+    script = ["-s", lua_script(case)] if case.lua else []
+    argv = pinned(PIN.client, ["wrk", f"-t{PIN.wrk_threads}", f"-c{connections}",
+                               f"-d{duration}s", "--latency",
+                               *case.wrk_args, *script, f"http://{HOST}:{port}{case.path}"], pin)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
-    r = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60, cwd=BENCH)
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60, cwd=BENCH,
+                       preexec_fn=raise_nofile)
     wall = time.monotonic() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if r.returncode != 0:
         raise RuntimeError(f"wrk failed ({r.returncode}): {r.stderr.strip()}")
     res = parse_wrk(r.stdout)
-    # wrk is the only child reaped meanwhile (servers are reaped when stopped).
+    # wrk is the only child reaped meanwhile (servers and the idle helper are reaped later).
     res["client_cpu"] = (after.ru_utime + after.ru_stime
                          - before.ru_utime - before.ru_stime) / wall
+    res["argv"] = shlex.join(argv)
     res["raw"] = r.stdout
     return res
 
@@ -396,19 +757,51 @@ def wait_for_quiet(limit: float) -> float:
             told = True
 
 
+def hold_idle(srv: Running, case: Case, pin: bool) -> tuple:
+    """Open case.idle idle connections; returns (holder, what happened)."""
+    rss0 = srv.rss_bytes()
+    holder = IdleHolder(srv.port, case.idle, pin)
+    info = holder.opened()
+    time.sleep(1.0)  # let the server settle (and close what it is going to close)
+    info["open_before_load"] = holder.still_open()
+    info["rss_before"] = rss0
+    info["rss_idle"] = srv.rss_bytes()
+    held = info["open_before_load"]
+    info["bytes_per_conn"] = (info["rss_idle"] - rss0) / held if held else None
+    log(f"idle: {info['answered']}/{case.idle} answered in {info['seconds']:.1f} s, "
+        f"{held} still open after 1 s, RSS {rss0 / 2**20:.1f} -> "
+        f"{info['rss_idle'] / 2**20:.1f} MiB"
+        + (f" ({info['bytes_per_conn'] / 1024:.1f} KiB per connection)" if held else "")
+        + (f"; failures {info['failures']}" if info["failures"] else ""))
+    return holder, info
+
+
 def run_once(server: Server, case: Case, ctx: Ctx, a: argparse.Namespace, rnd: int) -> dict:
     """Start `server`, warm it up, measure one wrk run, stop it. Raises on failure."""
     if a.quiet_wait > 0:
         wait_for_quiet(a.quiet_wait)
     srv = Running(server, case, ctx, a.pin)
     conns = a.connections or case.connections
+    pin_client = a.pin and not server.shares_client_cpus()
+    holder = None
     try:
         srv.wait_ready()
         srv.check(case)
         if a.warmup > 0:
-            wrk(case, srv.port, a.warmup, conns, a.pin)
+            wrk(case, srv.port, a.warmup, conns, pin_client)
+            # Let the server finish what the warm-up left queued (requests read from
+            # connections wrk has since closed: up to 64 x 10 ms for a one-thread server in
+            # sleep10) before measuring: a request on a new connection waits behind them.
+            srv.check(case)
+            time.sleep(0.2)
+        idle = None
+        if case.idle:
+            holder, idle = hold_idle(srv, case, a.pin)
+            if srv.proc.poll() is not None:
+                raise RuntimeError(f"{server.name} died while the idle connections were "
+                                   "opened:\n" + srv.log_tail())
         cpu0, stat0, t0 = srv.cpu_seconds(), cpu_times(), time.monotonic()
-        run = wrk(case, srv.port, a.duration, conns, a.pin)
+        run = wrk(case, srv.port, a.duration, conns, pin_client)
         wall = time.monotonic() - t0
         stat1 = cpu_times()
         run["server_cpu"] = (srv.cpu_seconds() - cpu0) / wall
@@ -421,22 +814,32 @@ def run_once(server: Server, case: Case, ctx: Ctx, a: argparse.Namespace, rnd: i
         run["steal_cpu"] = d[7] / tick / wall
         run["idle_cpu"] = (d[3] + d[4]) / tick / wall
         run["irq_cpu"] = (d[5] + d[6]) / tick / wall
+        if idle is not None:
+            idle["open_after_load"] = holder.still_open()
+            run["idle"] = idle
         if srv.proc.poll() is not None:
             raise RuntimeError(f"{server.name} died during the run:\n" + srv.log_tail())
-        log(f"round {rnd}/{a.repeat} {server.name}: {run['rps']:,.0f} req/s, "
-            f"p50 {fmt_ms(run['latency_ms'].get('50'))}, "
+        bps = run.get("bytes_per_sec")
+        log(f"round {rnd}/{a.repeat} {case.name} {server.name}: {run['rps']:,.0f} req/s"
+            + (f", {fmt_bytes(bps)}" if case.bytes_per_sec and bps else "")
+            + f", p50 {fmt_ms(run['latency_ms'].get('50'))}, "
             f"p99 {fmt_ms(run['latency_ms'].get('99'))}, errors {run['errors']}, "
             f"server CPU {run['server_cpu']:.0%}, wrk CPU {run['client_cpu']:.0%}, "
-            f"other CPU {run['other_cpu']:.0%}")
+            f"other CPU {run['other_cpu']:.0%}"
+            + (f", idle held {idle['open_after_load']}" if idle is not None else ""))
         return run
     finally:
+        if holder is not None:
+            holder.close()
         run_stop = srv.stop()
         STOPS.setdefault((case.name, server.name), []).append(run_stop)
         COMMANDS[(case.name, server.name)] = shlex.join(srv.argv)
+        DESCRIPTIONS[(case.name, server.name)] = server.describe(srv.launch)
 
 
 STOPS: Dict[tuple, List[str]] = {}
 COMMANDS: Dict[tuple, str] = {}
+DESCRIPTIONS: Dict[tuple, str] = {}
 
 
 def measure_case(case: Case, servers: List[Server], ctx: Ctx, a: argparse.Namespace) -> List[dict]:
@@ -456,6 +859,9 @@ def measure_case(case: Case, servers: List[Server], ctx: Ctx, a: argparse.Namesp
     for result in results.values():
         key = (case.name, result["server"])
         result["command"] = COMMANDS.get(key, "")
+        result["describe"] = DESCRIPTIONS.get(key, "")
+        result["threads"] = server_threads(next(s for s in servers if s.name == result["server"]),
+                                           case, ctx)
         stops = STOPS.get(key, [])
         # How the server stopped: every distinct outcome, in order ("exit 0 after ..." varies).
         kinds = []
@@ -467,16 +873,18 @@ def measure_case(case: Case, servers: List[Server], ctx: Ctx, a: argparse.Namesp
                        for m in [re.search(r"after ([\d.]+) s", x)] if m), default=None)
         result["stop"] = "; ".join(kinds) + (f" (slowest {slowest:.2f} s)" if slowest is not None
                                              else "")
-        aggregate(result)
+        aggregate(result, case)
     return list(results.values())
 
 
-def aggregate(result: dict) -> None:
+def aggregate(result: dict, case: Case) -> None:
     runs = result["runs"]
     if not runs or "error" in result:
         return
     med = statistics.median
     result["rps"] = med(r["rps"] for r in runs)
+    bps = [r["bytes_per_sec"] for r in runs if r.get("bytes_per_sec") is not None]
+    result["bytes_per_sec"] = med(bps) if bps else None
     result["p50_ms"] = med(r["latency_ms"].get("50", float("nan")) for r in runs)
     result["p99_ms"] = med(r["latency_ms"].get("99", float("nan")) for r in runs)
     result["errors"] = sum(r["errors"] for r in runs)
@@ -491,6 +899,29 @@ def aggregate(result: dict) -> None:
             kinds[k] = kinds.get(k, 0) + v
         kinds["non-2xx/3xx"] = kinds.get("non-2xx/3xx", 0) + r["non2xx3xx"]
     result["error_kinds"] = {k: v for k, v in kinds.items() if v}
+    if case.idle:
+        idles = [r["idle"] for r in runs if "idle" in r]
+        held = min(min(i["open_before_load"], i["open_after_load"]) for i in idles)
+        result["idle_held"] = held  # the fewest held at any check, over the rounds
+        result["idle_answered"] = min(i["answered"] for i in idles)
+        per = [i["bytes_per_conn"] for i in idles if i["bytes_per_conn"] is not None]
+        result["idle_bytes_per_conn"] = med(per) if per else None
+        result["idle_rss_before"] = med(i["rss_before"] for i in idles)
+        result["idle_rss_idle"] = med(i["rss_idle"] for i in idles)
+        failures: Dict[str, int] = {}
+        for i in idles:
+            for k, v in i["failures"].items():
+                failures[k] = failures.get(k, 0) + v
+        result["idle_failures"] = failures
+        result["idle_kept"] = min(i.get("kept", i["answered"]) for i in idles)
+        if held < case.idle:
+            why = [f"{k}: {v:,}" for k, v in failures.items()]
+            closed = result["idle_kept"] - held
+            if closed > 0:
+                why.append(f"closed by the server after being answered: {closed:,}")
+            rounds = f" (summed over {len(idles)} rounds)" if len(idles) > 1 else ""
+            result["idle_failed"] = (f"held {held:,} of {case.idle:,} connections; what "
+                                     f"happened to the others{rounds}: " + "; ".join(why))
 
 
 # --------------------------------------------------------------------------------------------
@@ -501,7 +932,21 @@ def aggregate(result: dict) -> None:
 def fmt_ms(v: Optional[float]) -> str:
     if v is None or v != v:
         return "-"
-    return f"{v * 1000:.0f} µs" if v < 1 else f"{v:.2f} ms"
+    if v < 1:
+        return f"{v * 1000:.0f} µs"
+    if v >= 1000:
+        return f"{v / 1000:.2f} s"
+    return f"{v:.2f} ms" if v < 100 else f"{v:.0f} ms"
+
+
+def fmt_bytes(v: Optional[float]) -> str:
+    """Bytes per second, decimal units (1 GB/s = 10^9 bytes/s)."""
+    if v is None:
+        return "-"
+    for unit, scale in (("GB/s", 1e9), ("MB/s", 1e6), ("kB/s", 1e3)):
+        if v >= scale:
+            return f"{v / scale:.2f} {unit}"
+    return f"{v:.0f} B/s"
 
 
 def fmt_errors(r: dict) -> str:
@@ -509,38 +954,107 @@ def fmt_errors(r: dict) -> str:
         return "-"
     if not r["errors"]:
         return "0"
-    return f"{r['errors']} ({', '.join(f'{k} {v}' for k, v in r['error_kinds'].items())})"
+    return f"{r['errors']:,} ({', '.join(f'{k} {v:,}' for k, v in r['error_kinds'].items())})"
 
 
-def table_rows(results: List[dict]) -> List[List[str]]:
-    ref = next((r for r in results if r["server"] == REFERENCE and "rps" in r), None)
+def fmt_kib(v: Optional[float]) -> str:
+    return "-" if v is None else f"{v / 1024:.1f} KiB"
+
+
+def columns(case: Case, all_results: Dict[str, List[dict]]) -> List[tuple]:
+    """(header, cell(result) -> str) for the case's table."""
+    by = lambda case_name: {r["server"]: r for r in all_results.get(case_name, [])}  # noqa: E731
+    ref = by(case.name).get(case.reference)
+    cols = [("server", lambda r: r["server"]),
+            ("req/s", lambda r: f"{r['rps']:,.0f}")]
+    if case.bytes_per_sec:
+        cols.append(("bytes/s", lambda r: fmt_bytes(r.get("bytes_per_sec"))))
+    cols += [("p50", lambda r: fmt_ms(r["p50_ms"])),
+             ("p99", lambda r: fmt_ms(r["p99_ms"])),
+             ("errors", fmt_errors),
+             ("server CPU", lambda r: f"{r['server_cpu']:.0%}"),
+             ("wrk CPU", lambda r: f"{r['client_cpu']:.0%}")]
+    if case.idle:
+        plain = by("plaintext")
+
+        def held(r: dict) -> str:
+            text = f"{r['idle_held']:,}"
+            return text if "idle_failed" not in r else f"**{text} (failed)**"
+
+        def vs_plain(r: dict) -> str:
+            p = plain.get(r["server"])
+            return f"{r['rps'] / p['rps']:.2f}" if p and p.get("rps") else "-"
+
+        cols += [("idle held", held),
+                 ("RSS before → with idle", lambda r: f"{r['idle_rss_before'] / 2**20:.1f} → "
+                                                      f"{r['idle_rss_idle'] / 2**20:.1f} MiB"),
+                 ("RSS per idle conn", lambda r: fmt_kib(r.get("idle_bytes_per_conn"))),
+                 ("req/s vs plaintext", vs_plain)]
+    cols.append((f"{case.reference}/server",
+                 lambda r: f"{ref['rps'] / r['rps']:.2f}" if ref and ref.get("rps") else "-"))
+    return cols
+
+
+def table(case: Case, all_results: Dict[str, List[dict]]) -> tuple:
+    cols = columns(case, all_results)
+    header = [c[0] for c in cols]
     rows = []
-    for r in results:
+    for r in all_results[case.name]:
         if "rps" not in r:
-            rows.append([r["server"], "failed"] + ["-"] * (len(HEADER) - 2))
-            continue
-        ratio = f"{ref['rps'] / r['rps']:.2f}" if ref else "-"
-        rows.append([r["server"], f"{r['rps']:,.0f}", fmt_ms(r["p50_ms"]), fmt_ms(r["p99_ms"]),
-                     fmt_errors(r), f"{r['server_cpu']:.0%}", f"{r['client_cpu']:.0%}", ratio])
-    return rows
+            rows.append([r["server"], "failed"] + ["-"] * (len(cols) - 2))
+        else:
+            rows.append([c[1](r) for c in cols])
+    return header, rows
 
 
-HEADER = ["server", "req/s", "p50", "p99", "errors", "server CPU", "wrk CPU",
-          f"{REFERENCE}/server"]
-
-
-def text_table(rows: List[List[str]]) -> str:
-    widths = [max(len(x) for x in col) for col in zip(HEADER, *rows)]
+def text_table(header: List[str], rows: List[List[str]]) -> str:
+    widths = [max(len(x) for x in col) for col in zip(header, *rows)]
     line = lambda cells: "  ".join(c.rjust(w) if i else c.ljust(w)  # noqa: E731
                                    for i, (c, w) in enumerate(zip(cells, widths)))
-    return "\n".join([line(HEADER), line(["-" * w for w in widths])] + [line(r) for r in rows])
+    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
 
 
-def md_table(rows: List[List[str]]) -> str:
-    out = ["| " + " | ".join(HEADER) + " |",
-           "|" + "|".join(["---"] + ["---:"] * (len(HEADER) - 1)) + "|"]
+def md_table(header: List[str], rows: List[List[str]]) -> str:
+    out = ["| " + " | ".join(header) + " |",
+           "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
     out += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(out)
+
+
+def scaling(all_results: Dict[str, List[dict]]) -> Optional[float]:
+    rs = {r["server"]: r for r in all_results.get("sleep10", [])}
+    t1, t32 = rs.get("maitre t1", {}).get("rps"), rs.get("maitre t32", {}).get("rps")
+    return t32 / t1 if t1 and t32 else None
+
+
+def case_notes(case: Case, all_results: Dict[str, List[dict]]) -> List[str]:
+    """Lines under a case's table: what is special about it, derived numbers, failures."""
+    out = list(case.notes)
+    results = all_results[case.name]
+    for r in results:
+        s = next(s for s in SERVERS if s.name == r["server"])
+        if s.shares_client_cpus():
+            out.append(f"**{s.name} is not pinned**: it runs on CPUs {s.cpus()} and wrk runs "
+                       "unpinned on the same two cores, so it competes with the load generator; "
+                       "it is not comparable with the one-core rows. It shows that the workers "
+                       "work and roughly what a second core adds on this machine, not how "
+                       "workers scale (see bench/README.md for measuring that on a bigger "
+                       "machine).")
+    if case.name == "sleep10":
+        s = scaling(all_results)
+        if s is not None:
+            out.append(f"**maitre scaling, t32 ÷ t1: {s:.1f}×** (target: at least 25×; "
+                       "ideal 32×).")
+    if case.idle:
+        out.append(f"RSS: VmRSS summed over the server's processes, read after warm-up (before) "
+                   f"and 1 s after the {case.idle:,} idle connections were answered (with "
+                   "idle); per idle conn = the difference ÷ connections held. Kernel socket "
+                   "buffers are not in RSS. \"req/s vs plaintext\": this row's req/s ÷ the same "
+                   "server's `plaintext` req/s in this report.")
+        for r in results:
+            if "idle_failed" in r:
+                out.append(f"**{r['server']} failed the idle case**: {r['idle_failed']}.")
+    return out
 
 
 def machine_info() -> Dict[str, str]:
@@ -564,6 +1078,11 @@ def machine_info() -> Dict[str, str]:
         commit += " + uncommitted changes"
     py = subprocess.run([VENV_PY, "-c", "import platform; print(platform.python_version())"],
                         capture_output=True, text=True).stdout.strip() or platform.python_version()
+    try:
+        with open("/proc/sys/net/core/somaxconn") as f:
+            somaxconn = f.read().strip()
+    except OSError:
+        somaxconn = "?"
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu": cpu,
@@ -572,35 +1091,49 @@ def machine_info() -> Dict[str, str]:
         "python": py,
         "wrk": wrk_v[0] if wrk_v else "?",
         "commit": commit,
+        "somaxconn": somaxconn,
+        "nofile": str(resource.getrlimit(resource.RLIMIT_NOFILE)[1]),
     }
 
 
 def write_markdown(path: str, info: Dict[str, str], all_results: Dict[str, List[dict]],
-                   ctx: Ctx, a: argparse.Namespace, command: str, skipped: Dict[str, str]) -> str:
+                   ctx: Ctx, a: argparse.Namespace, command: str, skipped: Dict[str, str],
+                   pending: Dict[str, str], chart: Optional[str]) -> str:
     lines = [
         "# maitre benchmark: latest results",
         "",
         f"- date: {info['date']}",
-        f"- machine: {info['cpu']}, nproc {info['nproc']}, {info['kernel']}",
+        f"- machine: {info['cpu']}, nproc {info['nproc']}, {info['kernel']} "
+        f"(somaxconn {info['somaxconn']}, RLIMIT_NOFILE hard {info['nofile']})",
         f"- Python {info['python']}, {info['wrk']}",
         f"- maitre commit: {info['commit']}",
         f"- command: `{command}`",
-        f"- method: server pinned to CPU {SERVER_CPU} (`taskset -c {SERVER_CPU}`), wrk pinned to "
-        f"CPU {CLIENT_CPU} (`taskset -c {CLIENT_CPU} wrk -t1 -c<conns> -d{a.duration}s --latency`)"
+        f"- method: server pinned to CPU {PIN.server} (`taskset -c {PIN.server}`), wrk pinned to "
+        f"CPU {PIN.client} (`taskset -c {PIN.client} wrk -t{PIN.wrk_threads} -c<conns> "
+        f"-d{a.duration}s --latency`)"
         if a.pin else "- method: no CPU pinning (--no-pin)",
         f"- {a.repeat} interleaved round(s); in each, every server in turn is started fresh, "
         f"warmed up with wrk for {a.warmup} s, measured for {a.duration} s, and stopped. "
-        "req/s, p50 and p99 are medians over the rounds, errors are summed",
-        f"- ratio column: {REFERENCE} req/s ÷ that server's req/s (above 1: {REFERENCE} is faster)",
+        "req/s, bytes/s, p50 and p99 are medians over the rounds, errors are summed",
+        f"- threads: {ctx.threads} WSGI threads per server unless the case or the row says "
+        "otherwise (gunicorn sync: one request at a time)",
+        "- ratio column: the reference row's req/s ÷ that server's req/s (above 1: the "
+        "reference is faster)",
         "- server CPU: CPU time of the server's processes ÷ wall time during the runs "
         "(100% = one core busy); wrk CPU: the same for wrk. A row whose wrk CPU is near 100% "
         "while its server CPU is not is limited by the load generator, not by the server",
+        "- bytes/s: wrk's Transfer/sec (response bytes, headers included), in decimal units",
     ]
+    if chart:
+        lines += ["", f"![chart]({os.path.basename(chart)})"]
     for case in [c for c in CASES if c.name in all_results]:
         results = all_results[case.name]
         conns = a.connections or case.connections
-        lines += ["", f"## {case.title} (`{case.name}`, {conns} connections, "
-                      f"`GET {case.path}`)", "", md_table(table_rows(results)), ""]
+        header, rows = table(case, all_results)
+        lines += ["", f"## {case.title} (`{case.name}`, {conns} connections)", "",
+                  f"Load: {case.load}.", "", md_table(header, rows), ""]
+        for note in case_notes(case, all_results):
+            lines += [note, ""]
         lines.append("Servers:")
         lines.append("")
         for r in results:
@@ -609,8 +1142,9 @@ def write_markdown(path: str, info: Dict[str, str], all_results: Dict[str, List[
             runs = ", ".join(f"{x['rps']:,.0f}" for x in r["runs"]) or "-"
             if "spread" in r and len(r["runs"]) > 1:
                 runs += f" (spread {r['spread']:.0%})"
-            lines.append(f"- **{s.name}** {'' if v == '-' else v + ' '}— {s.describe(ctx)}; "
-                         f"req/s per run: {runs}; stop: {r['stop']}"
+            lines.append(f"- **{s.name}** {'' if v == '-' else v + ' '}— {r['describe']}"
+                         + (f"; {s.note}" if s.note else "")
+                         + f"; req/s per run: {runs}; stop: {r['stop']}"
                          + (f"; **error**: {r['error'].splitlines()[0]}" if "error" in r else ""))
     noisy = [f"{r['server']} ({r['case']}): {r['other_cpu']:.0%}"
              for rs in all_results.values() for r in rs if r.get("other_cpu", 0) > NOISE]
@@ -623,13 +1157,26 @@ def write_markdown(path: str, info: Dict[str, str], all_results: Dict[str, List[
     if unstable:
         lines += ["", f"**Warning: req/s varied by more than {SPREAD:.0%} between rounds** "
                   "(max − min over median: " + ", ".join(unstable) + ")."]
-    if skipped:
+    if skipped or pending:
         lines += ["", "Not run:", ""]
-        lines += [f"- **{k}**: {v}" for k, v in skipped.items()]
+        lines += [f"- **{k}**: {v}" for k, v in {**skipped, **pending}.items()]
     text = "\n".join(lines) + "\n"
     with open(path, "w") as f:
         f.write(text)
     return text
+
+
+def make_chart(json_path: str, png_path: str) -> Optional[str]:
+    """bench/chart.py in the venv (matplotlib). Returns the PNG path or None."""
+    if not venv_has("matplotlib"):
+        log("no matplotlib in bench/.venv: no chart")
+        return None
+    r = subprocess.run([VENV_PY, os.path.join(BENCH, "chart.py"), json_path, png_path],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        log(f"chart.py failed: {r.stderr.strip()}")
+        return None
+    return png_path
 
 
 # --------------------------------------------------------------------------------------------
@@ -637,21 +1184,51 @@ def write_markdown(path: str, info: Dict[str, str], all_results: Dict[str, List[
 # --------------------------------------------------------------------------------------------
 
 
+def norm(name: str) -> str:
+    return re.sub(r"[-_ ]+", " ", name.strip().lower())
+
+
+def select_servers(spec: str) -> List[Server]:
+    """Comma-separated names; a family name (`maitre`, `gunicorn`) also selects its variants
+    (`maitre t1`, `gunicorn gthread`); `-` or `_` may stand for the space; `all`: all."""
+    if spec.strip().lower() == "all":
+        return list(SERVERS)
+    chosen: List[Server] = []
+    for want in [norm(x) for x in spec.split(",") if x.strip()]:
+        hits = [s for s in SERVERS if s.name == want or s.name.startswith(want + " ")]
+        if not hits:
+            sys.exit(f"unknown server: {want} (from: {', '.join(s.name for s in SERVERS)})")
+        chosen += [s for s in hits if s not in chosen]
+    return [s for s in SERVERS if s in chosen]  # in SERVERS order
+
+
 def parse_args(argv: List[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--duration", type=int, help="seconds per wrk run (default 10)")
+    p.add_argument("--duration", type=int, help="seconds per wrk run (default 5)")
     p.add_argument("--repeat", type=int,
                    help="interleaved rounds: wrk runs per server and case (default 3)")
-    p.add_argument("--warmup", type=int, help="seconds of wrk warm-up before each run (default 3)")
+    p.add_argument("--warmup", type=int, help="seconds of wrk warm-up before each run (default 2)")
     p.add_argument("--quick", action="store_true",
                    help="defaults become 1 round of 3 s with 1 s warm-up")
-    p.add_argument("--servers", default=",".join(s.name for s in SERVERS),
-                   help="comma-separated, from: %(default)s")
+    p.add_argument("--servers", default="all",
+                   help="comma-separated; a family (maitre, gunicorn) selects its variants too; "
+                        "from: " + ", ".join(s.name.replace(" ", "-") for s in SERVERS)
+                        + " (default: all)")
     p.add_argument("--cases", default=",".join(c.name for c in CASES),
                    help="comma-separated, from: %(default)s")
-    p.add_argument("--threads", type=int, default=4, help="WSGI worker threads (default 4)")
+    p.add_argument("--threads", type=int, default=4,
+                   help="WSGI worker threads where the case doesn't set them (default 4)")
     p.add_argument("--connections", type=int, default=0,
                    help="override every case's wrk connection count")
+    p.add_argument("--workers", type=int, default=2,
+                   help="processes of the `maitre wN` row (default 2: `maitre w2`)")
+    p.add_argument("--server-cpus", default="0",
+                   help="taskset -c list for the servers (default 0). With two or more, "
+                        "`maitre wN` is pinned there too instead of sharing wrk's CPUs")
+    p.add_argument("--client-cpus", default="1",
+                   help="taskset -c list for wrk and the idle helper (default 1)")
+    p.add_argument("--wrk-threads", type=int, default=1,
+                   help="wrk -t (default 1; one per client CPU on a bigger machine)")
     p.add_argument("--no-setup", action="store_true",
                    help="use bench/.venv, wrk and the ceiling binary as they are")
     p.add_argument("--no-install", action="store_true",
@@ -660,10 +1237,14 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
                    help="before each run, wait up to this many seconds for other processes to "
                         "leave the CPUs idle (default 60; 0: don't wait)")
     p.add_argument("--no-pin", dest="pin", action="store_false", help="don't use taskset")
+    p.add_argument("--report-from", metavar="JSON",
+                   help="run nothing: rewrite the Markdown report and the chart from a "
+                        "latest.json (e.g. after changing the report's format)")
     p.add_argument("--output", default=os.path.join(RESULTS, "latest.md"),
-                   help="Markdown report (default bench/results/latest.md); JSON next to it")
+                   help="Markdown report (default bench/results/latest.md); .json and .png "
+                        "next to it")
     a = p.parse_args(argv)
-    defaults = (3, 1, 1) if a.quick else (10, 3, 3)
+    defaults = (3, 1, 1) if a.quick else (5, 3, 2)
     for name, default in zip(("duration", "repeat", "warmup"), defaults):
         if getattr(a, name) is None:
             setattr(a, name, default)
@@ -672,21 +1253,53 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     return a
 
 
+def report_from(json_path: str, output: str) -> int:
+    with open(json_path) as f:
+        data = json.load(f)
+    a = argparse.Namespace(**data["args"])
+    a.output = output
+    PIN.server, PIN.client = a.server_cpus, a.client_cpus
+    PIN.wrk_threads = a.wrk_threads
+    if a.workers != 2:
+        i = next(i for i, s in enumerate(SERVERS) if s.multi_core)
+        SERVERS[i] = maitre_workers_server(a.workers)
+    base = os.path.splitext(output)[0]
+    if os.path.abspath(base + ".json") != os.path.abspath(json_path):
+        shutil.copyfile(json_path, base + ".json")
+    chart = make_chart(base + ".json", base + ".png")
+    write_markdown(output, data["info"], data["results"], Ctx(threads=a.threads), a,
+                   data["command"], data.get("skipped", {}), data.get("pending", {}), chart)
+    print(f"wrote {output}" + (f" and {chart}" if chart else ""))
+    return 0
+
+
 def main(argv: List[str]) -> int:
     a = parse_args(argv)
+    if a.report_from:
+        return report_from(a.report_from, a.output)
     command = "python bench/run.py" + ("" if not argv else " " + shlex.join(argv))
-    by_name = {s.name: s for s in SERVERS}
-    unknown = [n for n in a.servers.split(",") if n not in by_name]
     cases = {c.name: c for c in CASES}
-    unknown += [n for n in a.cases.split(",") if n not in cases]
+    unknown = [n for n in a.cases.split(",") if n not in cases]
     if unknown:
-        sys.exit(f"unknown server or case: {', '.join(unknown)}")
-    servers = [by_name[n] for n in a.servers.split(",")]
+        sys.exit(f"unknown case: {', '.join(unknown)} (from: {', '.join(cases)})")
+    chosen_cases = [cases[n] for n in a.cases.split(",")]
+    PIN.server, PIN.client, PIN.wrk_threads = a.server_cpus, a.client_cpus, a.wrk_threads
+    for spec in (PIN.server, PIN.client):
+        try:
+            cpu_list(spec)
+        except ValueError:
+            sys.exit(f"not a CPU list: {spec!r} (taskset -c syntax: 0 or 0-3 or 0,2)")
+    if a.workers != 2:
+        i = next(i for i, s in enumerate(SERVERS) if s.multi_core)
+        SERVERS[i] = maitre_workers_server(a.workers)
+    servers = [s for s in select_servers(a.servers)
+               if any(runs_in(s, c) for c in chosen_cases)]
     if a.pin and (os.cpu_count() or 1) < 2:
         log("fewer than 2 CPUs: not pinning")
         a.pin = False
 
-    skipped: Dict[str, str] = {}
+    skipped: Dict[str, str] = {}  # could not be set up: the run fails
+    pending: Dict[str, str] = {}  # not available yet (e.g. maitre w2): reported, not a failure
     if not a.no_setup:
         ensure_tools(a.pin)
         skipped.update(ensure_venv(servers, install_maitre=not a.no_install))
@@ -694,23 +1307,33 @@ def main(argv: List[str]) -> int:
             problem = ensure_ceiling()
             if problem:
                 skipped["ceiling"] = problem
-    for name, why in skipped.items():
-        log(f"skipping {name}: {why}")
-    servers = [s for s in servers if s.name not in skipped]
+    for s in servers:
+        if s.name not in skipped and s.available is not None:
+            problem = s.available()
+            if problem:
+                pending[s.name] = problem
+    for name, why in {**skipped, **pending}.items():
+        log(f"not running {name}: {why}")
+    servers = [s for s in servers if s.name not in skipped and s.name not in pending]
 
     ctx = Ctx(threads=a.threads)
     all_results: Dict[str, List[dict]] = {}
-    for name in a.cases.split(","):
-        case = cases[name]
-        all_results[name] = measure_case(
-            case, [s for s in servers if case.ceiling or not s.is_ceiling], ctx, a)
+    try:
+        for case in chosen_cases:
+            all_results[case.name] = measure_case(
+                case, [s for s in servers if runs_in(s, case)], ctx, a)
+    finally:
+        if _TMPDIR:
+            shutil.rmtree(_TMPDIR, ignore_errors=True)
 
     info = machine_info()
-    for name, results in all_results.items():
-        print(f"\n{cases[name].title} ({name}): {a.repeat} x {a.duration} s, "
-              f"{a.connections or cases[name].connections} connections")
-        print(text_table(table_rows(results)))
-    for name, why in skipped.items():
+    for case in chosen_cases:
+        print(f"\n{case.title} ({case.name}): {a.repeat} x {a.duration} s, "
+              f"{a.connections or case.connections} connections")
+        print(text_table(*table(case, all_results)))
+        for note in case_notes(case, all_results)[len(case.notes):]:
+            print(note.replace("**", ""))
+    for name, why in {**skipped, **pending}.items():
         print(f"not run: {name}: {why}")
     for rs in all_results.values():
         for r in rs:
@@ -722,13 +1345,20 @@ def main(argv: List[str]) -> int:
                       f"{r['server']} ran ({r['case']}): its numbers are noisy")
 
     os.makedirs(os.path.dirname(os.path.abspath(a.output)), exist_ok=True)
-    write_markdown(a.output, info, all_results, ctx, a, command, skipped)
-    json_path = os.path.splitext(a.output)[0] + ".json"
+    base = os.path.splitext(a.output)[0]
+    json_path, png_path = base + ".json", base + ".png"
     with open(json_path, "w") as f:
         json.dump({"info": info, "command": command, "args": vars(a), "skipped": skipped,
+                   "pending": pending, "scaling_t32_t1": scaling(all_results),
+                   "cases": {c.name: {"title": c.title, "connections": a.connections or
+                                      c.connections, "reference": c.reference,
+                                      "bytes_per_sec": c.bytes_per_sec, "idle": c.idle}
+                             for c in chosen_cases},
                    "results": all_results}, f, indent=1)
+    chart = make_chart(json_path, png_path)
+    write_markdown(a.output, info, all_results, ctx, a, command, skipped, pending, chart)
     show = lambda p: p if os.path.relpath(p).startswith("..") else os.path.relpath(p)  # noqa: E731
-    print(f"\nwrote {show(os.path.abspath(a.output))} and {show(os.path.abspath(json_path))}")
+    print(f"\nwrote {', '.join(show(os.path.abspath(p)) for p in [a.output, json_path] + ([chart] if chart else []))}")
     failed = any("error" in r for rs in all_results.values() for r in rs)
     return 1 if failed or skipped else 0
 

@@ -16,6 +16,10 @@ use mio::{Events, Interest, Poll, Token};
 
 const RESPONSE: &[u8] =
     b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\n\r\nHello, world!";
+/// The same, for a request that asked to close (`Connection: close`, HTTP/1.0): saying so lets
+/// the client reconnect at once instead of reusing a connection that is about to close.
+const RESPONSE_CLOSE: &[u8] =
+    b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nHello, world!";
 const BAD_REQUEST: &[u8] =
     b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
 const LISTENER: Token = Token(usize::MAX);
@@ -137,7 +141,7 @@ impl Conn {
             }
             match parse(&self.inbuf[pos..]) {
                 Parsed::Request { head, body, close } => {
-                    self.outbuf.extend_from_slice(RESPONSE);
+                    self.outbuf.extend_from_slice(if close { RESPONSE_CLOSE } else { RESPONSE });
                     pos += head;
                     self.skip = body;
                     if close {
