@@ -45,11 +45,41 @@ impl OutBuffer {
         self.mem.is_empty() && self.spill.is_none()
     }
 
+    /// Queues `data`, but when nothing is queued before it, first writes what
+    /// `sink` takes at once: output the socket accepts is then never copied,
+    /// nor spilled to disk. Returns the bytes written to `sink`.
+    pub fn push_through(&mut self, data: Vec<u8>, sink: &mut impl Write) -> io::Result<usize> {
+        let mut written = 0;
+        if self.is_empty() {
+            while written < data.len() {
+                match sink.write(&data[written..]) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => written += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        self.push_from(data, written)?;
+        Ok(written)
+    }
+
     pub fn push(&mut self, data: Vec<u8>) -> io::Result<()> {
-        if data.is_empty() {
+        self.push_from(data, 0)
+    }
+
+    /// Queues `data[start..]`.
+    fn push_from(&mut self, data: Vec<u8>, start: usize) -> io::Result<()> {
+        if start >= data.len() {
             return Ok(());
         }
-        if self.spill.is_none() && self.mem_len + data.len() <= self.overflow {
+        if self.spill.is_none() && self.mem_len + data.len() - start <= self.overflow {
+            if self.mem.is_empty() {
+                self.pos = start;
+            } else if start > 0 {
+                return self.push_from(data[start..].to_vec(), 0);
+            }
             self.mem_len += data.len();
             self.mem.push_back(data);
             return Ok(());
@@ -65,8 +95,8 @@ impl OutBuffer {
             }),
         };
         spill.file.seek(SeekFrom::Start(spill.write_at))?;
-        spill.file.write_all(&data)?;
-        spill.write_at += data.len() as u64;
+        spill.file.write_all(&data[start..])?;
+        spill.write_at += (data.len() - start) as u64;
         Ok(())
     }
 
@@ -154,6 +184,39 @@ mod tests {
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn push_through_writes_first_and_queues_the_rest_in_order() {
+        let mut out = OutBuffer::new(4);
+        let mut sink = Trickle {
+            got: Vec::new(),
+            room: 3,
+            calls_left: 1,
+        };
+        // The socket takes 3 bytes; 7 stay queued, past overflow: spilled.
+        assert_eq!(
+            out.push_through(b"0123456789".to_vec(), &mut sink).unwrap(),
+            3
+        );
+        assert!(out.spill.is_some());
+        // Something is queued now: later output waits behind it.
+        sink.calls_left = 1;
+        assert_eq!(out.push_through(b"ab".to_vec(), &mut sink).unwrap(), 0);
+        while !out.is_empty() {
+            sink.calls_left = 5;
+            out.write_to(&mut sink).unwrap();
+        }
+        assert_eq!(sink.got, b"0123456789ab");
+        // A partly written buffer that fits stays in memory, from its offset.
+        let mut out = OutBuffer::new(100);
+        sink.got.clear();
+        sink.calls_left = 1;
+        assert_eq!(out.push_through(b"hello".to_vec(), &mut sink).unwrap(), 3);
+        assert!(out.spill.is_none());
+        sink.calls_left = 5;
+        out.write_to(&mut sink).unwrap();
+        assert_eq!(sink.got, b"hello");
     }
 
     #[test]
