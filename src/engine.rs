@@ -168,6 +168,7 @@ impl Engine {
         }
         let (job_tx, job_rx) = crossbeam_channel::unbounded();
         let (done_tx, done_rx) = crossbeam_channel::unbounded();
+        let (garbage_tx, garbage_rx) = crossbeam_channel::unbounded();
         let event_loop = EventLoop::new(
             poll,
             listeners,
@@ -185,7 +186,9 @@ impl Engine {
             handle: LoopHandle {
                 completions: done_tx,
                 waker: Arc::clone(&self.control.waker),
+                garbage: garbage_tx,
             },
+            garbage: garbage_rx,
         });
         let mut threads = self.threads.lock();
         threads.extend(pool::spawn(shared, self.cfg.threads)?);

@@ -84,3 +84,51 @@ def test_output_past_outbuf_overflow_spills_to_disk_in_order(serve):
         while b"pong" not in data:
             data += sock.recv(4096)
     assert body == expected(chunks)
+
+
+def test_large_chunks_keep_their_framing(serve):
+    """Chunks of 16 KiB and more are written from the app's own bytes objects:
+    chunked framing, declared lengths and HEAD must come out as for small ones."""
+    big = [bytes([65 + i]) * (20_000 + i) for i in range(3)]
+
+    def app(environ, start_response):
+        if environ["PATH_INFO"] == "/chunked":
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return iter(big)
+        if environ["PATH_INFO"] == "/short":  # declares less than it sends
+            start_response("200 OK", [("Content-Length", "30000")])
+            return big
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return big
+
+    srv = serve(app)
+    with socket.create_connection((HOST, srv.port), timeout=5) as sock:
+        sock.sendall(b"GET /chunked HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        while not data.endswith(b"0\r\n\r\n"):
+            data += sock.recv(65536)
+        resp, used = parse_one(data)
+        assert resp.chunks == big
+        assert used == len(data)
+
+        sock.sendall(b"GET /list HTTP/1.1\r\nHost: x\r\n\r\n")
+        body = read_response(sock, sum(map(len, big)))
+        assert body == b"".join(big)
+
+        sock.sendall(b"HEAD /list HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += sock.recv(65536)
+        assert head.endswith(b"\r\n\r\n"), "no body bytes after a HEAD response"
+        assert b"Content-Length: %d\r\n" % sum(map(len, big)) in head
+
+    with socket.create_connection((HOST, srv.port), timeout=5) as sock:
+        sock.sendall(b"GET /short HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        while True:
+            piece = sock.recv(65536)
+            if not piece:
+                break
+            data += piece
+        head, _, body = data.partition(b"\r\n\r\n")
+        assert body == b"".join(big)[:30000], "never more than the declared length"

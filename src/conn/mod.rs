@@ -21,7 +21,7 @@ use crate::http::parse::{parse_head, BodyFraming, RequestHead};
 use crate::http::response::{simple_response, CONTINUE};
 use crate::http::{RequestError, Version};
 use crate::stats::{incr, Stats};
-use crate::workers::{Completion, Job, JobBody, Kind};
+use crate::workers::{Completion, Job, JobBody, Kind, Piece};
 use outbuf::OutBuffer;
 
 /// Identifies a connection across threads; the generation tells a reused slot
@@ -253,15 +253,17 @@ impl Conn {
     }
 
     pub fn on_completion(&mut self, ctx: &mut Ctx, c: Completion) -> Next {
-        match self.out.push_through(c.data, &mut self.socket) {
-            Ok(0) => {}
-            Ok(n) => {
-                self.shared.written(n, ctx.cfg.outbuf_high_watermark);
-                self.last_activity = ctx.now;
-            }
-            Err(e) => {
-                log::debug!(target: "maitre", "writing to {} failed: {e}", self.peer);
-                return Next::Close;
+        for piece in c.data {
+            match self.out.push_through(piece, &mut self.socket) {
+                Ok(0) => {}
+                Ok(n) => {
+                    self.shared.written(n, ctx.cfg.outbuf_high_watermark);
+                    self.last_activity = ctx.now;
+                }
+                Err(e) => {
+                    log::debug!(target: "maitre", "writing to {} failed: {e}", self.peer);
+                    return Next::Close;
+                }
             }
         }
         match c.kind {
@@ -295,7 +297,7 @@ impl Conn {
         self.shared.add_unsent(data.len());
         // Small and into an empty or memory-backed buffer; a failure here
         // would also fail the next write, which closes the connection.
-        let _ = self.out.push(data);
+        let _ = self.out.push(Piece::Owned(data));
     }
 
     /// Reads what it wants, advances the state machine, writes what is queued.
@@ -628,7 +630,7 @@ mod tests {
         fn complete(&mut self, data: &[u8], kind: Kind) -> Next {
             let c = Completion {
                 conn: self.conn.id,
-                data: data.to_vec(),
+                data: vec![Piece::Owned(data.to_vec())],
                 kind,
             };
             let (conn, mut ctx) = self.ctx();

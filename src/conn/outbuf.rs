@@ -8,12 +8,13 @@ use std::fs::File;
 use std::io::{self, IoSlice, Read, Seek, SeekFrom, Write};
 
 use crate::http::body::temp_file;
+use crate::workers::Piece;
 
 /// Bytes read back from the spill file per write attempt.
 const SPILL_READ: usize = 64 * 1024;
 
 pub struct OutBuffer {
-    mem: VecDeque<Vec<u8>>,
+    mem: VecDeque<Piece>,
     /// Bytes of `mem.front()` already written.
     pos: usize,
     mem_len: usize,
@@ -48,9 +49,10 @@ impl OutBuffer {
     /// Queues `data`, but when nothing is queued before it, first writes what
     /// `sink` takes at once: output the socket accepts is then never copied,
     /// nor spilled to disk. Returns the bytes written to `sink`.
-    pub fn push_through(&mut self, data: Vec<u8>, sink: &mut impl Write) -> io::Result<usize> {
+    pub fn push_through(&mut self, piece: Piece, sink: &mut impl Write) -> io::Result<usize> {
         let mut written = 0;
         if self.is_empty() {
+            let data = piece.bytes();
             while written < data.len() {
                 match sink.write(&data[written..]) {
                     Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -61,29 +63,30 @@ impl OutBuffer {
                 }
             }
         }
-        self.push_from(data, written)?;
+        self.push_from(piece, written)?;
         Ok(written)
     }
 
-    pub fn push(&mut self, data: Vec<u8>) -> io::Result<()> {
-        self.push_from(data, 0)
+    pub fn push(&mut self, piece: Piece) -> io::Result<()> {
+        self.push_from(piece, 0)
     }
 
-    /// Queues `data[start..]`.
-    fn push_from(&mut self, data: Vec<u8>, start: usize) -> io::Result<()> {
-        if start >= data.len() {
+    /// Queues the piece from byte `start` on (only ever non-zero when the
+    /// buffer is empty: see `push_through`).
+    fn push_from(&mut self, piece: Piece, start: usize) -> io::Result<()> {
+        let len = piece.bytes().len();
+        if start >= len {
             return Ok(());
         }
-        if self.spill.is_none() && self.mem_len + data.len() - start <= self.overflow {
+        if self.spill.is_none() && self.mem_len + len - start <= self.overflow {
             if self.mem.is_empty() {
                 self.pos = start;
-            } else if start > 0 {
-                return self.push_from(data[start..].to_vec(), 0);
             }
-            self.mem_len += data.len();
-            self.mem.push_back(data);
+            self.mem_len += len;
+            self.mem.push_back(piece);
             return Ok(());
         }
+        let data = piece.bytes();
         let spill = match &mut self.spill {
             Some(spill) => spill,
             None => self.spill.insert(Spill {
@@ -138,21 +141,22 @@ impl OutBuffer {
     fn write_mem(&mut self, sink: &mut impl Write) -> io::Result<usize> {
         let mut slices = [IoSlice::new(&[]); 16];
         let mut count = 0;
-        for (i, buf) in self.mem.iter().take(slices.len()).enumerate() {
-            slices[count] = IoSlice::new(&buf[if i == 0 { self.pos } else { 0 }..]);
+        for (i, piece) in self.mem.iter().take(slices.len()).enumerate() {
+            slices[count] = IoSlice::new(&piece.bytes()[if i == 0 { self.pos } else { 0 }..]);
             count += 1;
         }
         let written = sink.write_vectored(&slices[..count])?;
         let mut n = written;
         while n > 0 {
             let Some(front) = self.mem.front() else { break };
-            let left = front.len() - self.pos;
+            let front_len = front.bytes().len();
+            let left = front_len - self.pos;
             if n < left {
                 self.pos += n;
                 break;
             }
             n -= left;
-            self.mem_len -= front.len();
+            self.mem_len -= front_len;
             self.mem.pop_front();
             self.pos = 0;
         }
@@ -196,13 +200,18 @@ mod tests {
         };
         // The socket takes 3 bytes; 7 stay queued, past overflow: spilled.
         assert_eq!(
-            out.push_through(b"0123456789".to_vec(), &mut sink).unwrap(),
+            out.push_through(Piece::Owned(b"0123456789".to_vec()), &mut sink)
+                .unwrap(),
             3
         );
         assert!(out.spill.is_some());
         // Something is queued now: later output waits behind it.
         sink.calls_left = 1;
-        assert_eq!(out.push_through(b"ab".to_vec(), &mut sink).unwrap(), 0);
+        assert_eq!(
+            out.push_through(Piece::Owned(b"ab".to_vec()), &mut sink)
+                .unwrap(),
+            0
+        );
         while !out.is_empty() {
             sink.calls_left = 5;
             out.write_to(&mut sink).unwrap();
@@ -212,7 +221,11 @@ mod tests {
         let mut out = OutBuffer::new(100);
         sink.got.clear();
         sink.calls_left = 1;
-        assert_eq!(out.push_through(b"hello".to_vec(), &mut sink).unwrap(), 3);
+        assert_eq!(
+            out.push_through(Piece::Owned(b"hello".to_vec()), &mut sink)
+                .unwrap(),
+            3
+        );
         assert!(out.spill.is_none());
         sink.calls_left = 5;
         out.write_to(&mut sink).unwrap();
@@ -226,7 +239,7 @@ mod tests {
         for i in 0..50u8 {
             let piece = vec![i; (i as usize % 7) + 1];
             expected.extend_from_slice(&piece);
-            out.push(piece).unwrap();
+            out.push(Piece::Owned(piece)).unwrap();
         }
         assert!(
             out.spill.is_some(),
@@ -243,7 +256,7 @@ mod tests {
         }
         assert_eq!(sink.got, expected);
         // Drained: new output goes to memory again.
-        out.push(vec![1]).unwrap();
+        out.push(Piece::Owned(vec![1])).unwrap();
         assert!(out.spill.is_none());
     }
 }

@@ -141,6 +141,30 @@ impl ResponseEncoder {
         }
     }
 
+    /// For a body chunk of `len` bytes the caller sends from its own buffer
+    /// (no copy): writes the framing that goes before it into `out` and
+    /// returns what goes after it; `None` when the chunk must go through
+    /// `body` instead (to be truncated or dropped).
+    pub fn body_by_reference(&mut self, out: &mut Vec<u8>, len: usize) -> Option<&'static [u8]> {
+        match self.encoding {
+            BodyEncoding::Length(n) if self.written + len as u64 <= n => {
+                self.written += len as u64;
+                Some(b"")
+            }
+            BodyEncoding::UntilClose => {
+                self.written += len as u64;
+                Some(b"")
+            }
+            BodyEncoding::Chunked if len > 0 => {
+                push_hex(out, len);
+                out.extend_from_slice(b"\r\n");
+                self.written += len as u64;
+                Some(b"\r\n")
+            }
+            _ => None,
+        }
+    }
+
     /// Ends the body; returns whether the connection may carry another request.
     pub fn finish(&mut self, out: &mut Vec<u8>) -> bool {
         match self.encoding {
@@ -313,6 +337,36 @@ mod tests {
         e.body(&mut out, b"abcdef");
         assert!(!e.finish(&mut out));
         assert_eq!(&out[start..], b"abc");
+    }
+
+    #[test]
+    fn body_by_reference_frames_or_declines() {
+        let mut out = Vec::new();
+        let h = head("200 OK", &[("Content-Length", "5")], Some(5));
+        let mut e = ResponseEncoder::start(&mut out, H11, &h, None, None);
+        let start = out.len();
+        assert_eq!(e.body_by_reference(&mut out, 5), Some(&b""[..]));
+        assert_eq!(out.len(), start);
+        assert_eq!(
+            e.body_by_reference(&mut out, 1),
+            None,
+            "past the declared length"
+        );
+        assert!(e.finish(&mut out));
+
+        let mut out = Vec::new();
+        let mut e = ResponseEncoder::start(&mut out, H11, &head("200 OK", &[], None), None, None);
+        let start = out.len();
+        assert_eq!(e.body_by_reference(&mut out, 26), Some(&b"\r\n"[..]));
+        assert_eq!(&out[start..], b"1a\r\n");
+
+        let mut out = Vec::new();
+        let req = RequestInfo {
+            is_head: true,
+            ..H11
+        };
+        let mut e = ResponseEncoder::start(&mut out, req, &head("200 OK", &[], None), None, None);
+        assert_eq!(e.body_by_reference(&mut out, 5), None, "HEAD sends no body");
     }
 
     #[test]

@@ -10,6 +10,8 @@ use std::sync::Arc;
 
 use crossbeam_channel::Sender;
 use mio::Waker;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
 
 use crate::conn::{ConnId, ConnShared};
 use crate::http::body::BodyReader;
@@ -50,8 +52,70 @@ pub enum Kind {
 
 pub struct Completion {
     pub conn: ConnId,
-    pub data: Vec<u8>,
+    /// Response bytes, in order.
+    pub data: Vec<Piece>,
     pub kind: Kind,
+}
+
+/// A run of response bytes: built by the worker, or a large `bytes` object
+/// the app returned, written from Python's own buffer without a copy.
+pub enum Piece {
+    Owned(Vec<u8>),
+    Python(PyBytesSlice),
+}
+
+impl Piece {
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Piece::Owned(v) => v,
+            Piece::Python(p) => p.as_slice(),
+        }
+    }
+}
+
+/// The contents of a Python `bytes` object, readable without the GIL.
+pub struct PyBytesSlice {
+    /// Keeps the object, hence its buffer, alive; `None` once handed back.
+    owner: Option<Py<PyBytes>>,
+    ptr: *const u8,
+    len: usize,
+    /// Where the object goes when done: a worker drops it with the GIL held.
+    garbage: Sender<Py<PyBytes>>,
+}
+
+// SAFETY: `ptr` points into the buffer of an immutable `bytes` object that
+// `owner` keeps alive until this value is dropped; reading it needs no GIL,
+// and `Py` itself is Send. Shared references only ever read that immutable
+// buffer, so Sync holds too.
+unsafe impl Send for PyBytesSlice {}
+unsafe impl Sync for PyBytesSlice {}
+
+impl PyBytesSlice {
+    pub fn new(bytes: &Bound<'_, PyBytes>, garbage: Sender<Py<PyBytes>>) -> Self {
+        let data = bytes.as_bytes();
+        PyBytesSlice {
+            ptr: data.as_ptr(),
+            len: data.len(),
+            owner: Some(bytes.clone().unbind()),
+            garbage,
+        }
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: see `unsafe impl Send` above: the buffer outlives `self`.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+impl Drop for PyBytesSlice {
+    /// The loop thread is not attached to Python: rather than leave the
+    /// decref to pyo3's deferred pool (drained only when a worker next
+    /// releases the GIL), send the object back to the workers.
+    fn drop(&mut self) {
+        if let Some(owner) = self.owner.take() {
+            let _ = self.garbage.send(owner);
+        }
+    }
 }
 
 /// Wakes the loop at most once per drain: workers set `pending` and only the
@@ -89,6 +153,8 @@ impl LoopWaker {
 pub struct LoopHandle {
     pub completions: Sender<Completion>,
     pub waker: Arc<LoopWaker>,
+    /// Where written `bytes` objects go back to be dropped by a worker.
+    pub garbage: Sender<Py<PyBytes>>,
 }
 
 impl LoopHandle {

@@ -8,6 +8,7 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, TryRecvError};
 use pyo3::prelude::*;
+use pyo3::types::PyBytes;
 
 use crate::config::Config;
 use crate::stats::{decr, Stats};
@@ -21,6 +22,8 @@ pub struct WorkerShared {
     pub stats: Arc<Stats>,
     pub jobs: Receiver<Job>,
     pub handle: LoopHandle,
+    /// Response `bytes` objects the loop has finished writing.
+    pub garbage: Receiver<Py<PyBytes>>,
 }
 
 pub fn spawn(shared: Arc<WorkerShared>, count: usize) -> std::io::Result<Vec<JoinHandle<()>>> {
@@ -54,6 +57,8 @@ fn run(shared: &WorkerShared) {
                 Err(TryRecvError::Disconnected) => break,
             };
             decr(&shared.stats.requests_in_queue);
+            // Decref what the loop has written, here where the GIL is held.
+            while shared.garbage.try_recv().is_ok() {}
             Task::new(py, &ctx, shared, job).run(app);
         }
     });

@@ -11,7 +11,7 @@ use pyo3::types::{PyBytes, PyString};
 use crate::conn::{ConnId, ConnShared};
 use crate::http::parse::parse_content_length;
 use crate::http::response::{RequestInfo, ResponseEncoder, ResponseHead};
-use crate::workers::{Completion, Kind, LoopHandle};
+use crate::workers::{Completion, Kind, LoopHandle, Piece, PyBytesSlice};
 
 /// Headers an application must not send (PEP 3333); `Connection` is allowed
 /// so an app can ask for the connection to close.
@@ -38,9 +38,15 @@ pub struct StartResponse {
     watermark: usize,
     head: Option<ResponseHead>,
     encoder: Option<ResponseEncoder>,
+    /// Output being built, and the pieces before it (see `push_body`).
     out: Vec<u8>,
+    pieces: Vec<Piece>,
     finished: bool,
 }
+
+/// Body chunks this large are written from the app's own `bytes` object:
+/// copying them costs more than the bookkeeping.
+const ZERO_COPY_MIN: usize = 16 * 1024;
 
 impl StartResponse {
     pub fn new(
@@ -61,6 +67,7 @@ impl StartResponse {
             head: None,
             encoder: None,
             out: Vec::new(),
+            pieces: Vec::new(),
             finished: false,
         }
     }
@@ -94,28 +101,52 @@ impl StartResponse {
 
     /// Sends one body chunk (with the head first, if it has not gone out).
     /// PEP 3333: each chunk is handed on before the next is asked for.
-    pub fn send_chunk(&mut self, py: Python<'_>, data: &[u8]) -> PyResult<Result<(), ClientGone>> {
-        if data.is_empty() && self.encoder.is_none() {
+    pub fn send_chunk(
+        &mut self,
+        py: Python<'_>,
+        chunk: &Bound<'_, PyBytes>,
+    ) -> PyResult<Result<(), ClientGone>> {
+        if chunk.as_bytes().is_empty() && self.encoder.is_none() {
             return Ok(Ok(())); // headers wait for the first non-empty chunk
         }
         self.start(None)?;
-        if let Some(encoder) = &mut self.encoder {
-            encoder.body(&mut self.out, data);
-        }
+        self.push_body(chunk);
         Ok(self.flush(py, Kind::More))
+    }
+
+    /// Adds a body chunk to the output: copied when small, else as a piece of
+    /// its own that the loop writes from the `bytes` object itself.
+    fn push_body(&mut self, chunk: &Bound<'_, PyBytes>) {
+        let Some(encoder) = &mut self.encoder else {
+            return;
+        };
+        let data = chunk.as_bytes();
+        if data.len() >= ZERO_COPY_MIN {
+            if let Some(suffix) = encoder.body_by_reference(&mut self.out, data.len()) {
+                if !self.out.is_empty() {
+                    self.pieces
+                        .push(Piece::Owned(std::mem::take(&mut self.out)));
+                }
+                let garbage = self.handle.garbage.clone();
+                self.pieces
+                    .push(Piece::Python(PyBytesSlice::new(chunk, garbage)));
+                self.out.extend_from_slice(suffix);
+                return;
+            }
+        }
+        encoder.body(&mut self.out, data);
     }
 
     /// Sends a whole body the app handed over at once (a list or tuple), so the
     /// length is known and head, body and end travel as one completion.
-    pub fn send_all(&mut self, chunks: &[&[u8]]) -> PyResult<()> {
-        let total: usize = chunks.iter().map(|c| c.len()).sum();
-        // One allocation for head and body in the common case.
-        self.out.reserve(total + 512);
+    pub fn send_all(&mut self, chunks: &[Bound<'_, PyBytes>]) -> PyResult<()> {
+        let total: usize = chunks.iter().map(|c| c.as_bytes().len()).sum();
+        // One allocation for head and body in the common (small) case.
+        self.out
+            .reserve(512 + if total < ZERO_COPY_MIN { total } else { 0 });
         self.start(Some(total as u64))?;
-        if let Some(encoder) = &mut self.encoder {
-            for chunk in chunks {
-                encoder.body(&mut self.out, chunk);
-            }
+        for chunk in chunks {
+            self.push_body(chunk);
         }
         self.end();
         Ok(())
@@ -148,14 +179,19 @@ impl StartResponse {
 
     /// Replaces the response with a server-made one (an error before the head went out).
     pub fn replace(&mut self, response: Vec<u8>) {
+        self.pieces.clear();
         self.out = response;
         self.finished = true;
         let _ = self.flush_kind(Kind::End { keep_alive: false });
     }
 
     fn flush_kind(&mut self, kind: Kind) -> Result<(), ClientGone> {
-        let data = std::mem::take(&mut self.out);
-        self.shared.add_unsent(data.len());
+        let mut data = std::mem::take(&mut self.pieces);
+        if !self.out.is_empty() {
+            data.push(Piece::Owned(std::mem::take(&mut self.out)));
+        }
+        self.shared
+            .add_unsent(data.iter().map(|p| p.bytes().len()).sum());
         if self.handle.send(Completion {
             conn: self.conn,
             data,
@@ -303,7 +339,7 @@ impl StartResponse {
                     .map_or_else(|_| "?".into(), |n| n.to_string())
             ))
         })?;
-        match self.send_chunk(py, data.as_bytes())? {
+        match self.send_chunk(py, data)? {
             Ok(()) => Ok(()),
             Err(ClientGone) => Err(pyo3::exceptions::PyConnectionAbortedError::new_err(
                 "the client closed the connection",

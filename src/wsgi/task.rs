@@ -155,15 +155,13 @@ fn send_result<'py>(
     if let Some(items) = whole {
         let chunks = items
             .iter()
-            .map(|i| as_bytes(i).map(|b| b.as_bytes()))
-            .collect::<PyResult<Vec<&[u8]>>>()?;
+            .map(|i| as_bytes(i).cloned())
+            .collect::<PyResult<Vec<_>>>()?;
         return responder.borrow_mut().send_all(&chunks);
     }
     for item in result.try_iter()? {
         let item = item?;
-        let sent = responder
-            .borrow_mut()
-            .send_chunk(py, as_bytes(&item)?.as_bytes())?;
+        let sent = responder.borrow_mut().send_chunk(py, as_bytes(&item)?)?;
         if sent.is_err() {
             return Ok(()); // the client went away; stop asking the app for more
         }
