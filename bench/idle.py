@@ -25,21 +25,11 @@ Standard library only; raises its own RLIMIT_NOFILE to the hard limit.
 
 import argparse
 import json
-import resource
 import selectors
 import socket
 import sys
 import time
-
-
-def raise_nofile():
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or hard > soft:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        except (ValueError, OSError):
-            pass
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+from rlimit import raise_nofile
 
 
 def response_complete(buf):

@@ -11,22 +11,12 @@ SERVER is one of LAUNCHERS below. Servers with their own command line
 
 import argparse
 import os
-import resource
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import apps  # noqa: E402
-
-
-def raise_nofile():
-    """Soft RLIMIT_NOFILE up to the hard limit: the idle case holds thousands of sockets."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or hard > soft:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        except (ValueError, OSError):
-            pass
+from rlimit import raise_nofile
 
 
 def maitre(app, a):

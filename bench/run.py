@@ -45,6 +45,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, FrozenSet, List, Optional
+from rlimit import raise_nofile
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH)
@@ -485,17 +486,6 @@ def free_port() -> int:
 
 def pinned(cpu: str, argv: List[str], pin: bool) -> List[str]:
     return ["taskset", "-c", cpu] + argv if pin else argv
-
-
-def raise_nofile() -> None:
-    """Soft RLIMIT_NOFILE up to the hard limit (run in every child before exec; the launchers
-    and the idle helper also do it themselves)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or hard > soft:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        except (ValueError, OSError):
-            pass
 
 
 class Running:
