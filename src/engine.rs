@@ -105,7 +105,6 @@ pub struct Engine {
     cfg: Arc<Config>,
     stats: Arc<Stats>,
     control: Arc<Control>,
-    effective: Vec<(String, u16)>,
     bound: Mutex<Option<Bound_>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     finished: Arc<Finished>,
@@ -123,7 +122,6 @@ impl Engine {
         crate::refresh_logging();
         let cfg = Config::from_dict(config)?;
         let listeners = listeners.borrow();
-        let effective = listeners.effective.clone();
         let Some(sockets) = listeners.sockets.lock().take() else {
             return Err(PyRuntimeError::new_err(
                 "these listeners are already in use",
@@ -139,7 +137,6 @@ impl Engine {
                 waker: Arc::new(LoopWaker::new(waker)),
                 stop: Default::default(),
             }),
-            effective,
             bound: Mutex::new(Some(Bound_ {
                 poll,
                 listeners: sockets,
@@ -147,12 +144,6 @@ impl Engine {
             threads: Mutex::new(Vec::new()),
             finished: Arc::new(Finished::default()),
         })
-    }
-
-    /// Every `(host, port)` actually bound.
-    #[getter]
-    fn effective_listen(&self) -> Vec<(String, u16)> {
-        self.effective.clone()
     }
 
     /// Starts the event loop and the worker threads; returns at once.

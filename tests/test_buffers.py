@@ -7,7 +7,7 @@ from __future__ import annotations
 import socket
 import time
 
-from conftest import HOST, parse_one
+from conftest import HOST, parse_one, raw
 
 CHUNK = 64 * 1024
 
@@ -122,13 +122,6 @@ def test_large_chunks_keep_their_framing(serve):
         assert head.endswith(b"\r\n\r\n"), "no body bytes after a HEAD response"
         assert b"Content-Length: %d\r\n" % sum(map(len, big)) in head
 
-    with socket.create_connection((HOST, srv.port), timeout=5) as sock:
-        sock.sendall(b"GET /short HTTP/1.1\r\nHost: x\r\n\r\n")
-        data = b""
-        while True:
-            piece = sock.recv(65536)
-            if not piece:
-                break
-            data += piece
-        head, _, body = data.partition(b"\r\n\r\n")
-        assert body == b"".join(big)[:30000], "never more than the declared length"
+    data = raw(srv.port, b"GET /short HTTP/1.1\r\nHost: x\r\n\r\n")
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert body == b"".join(big)[:30000], "never more than the declared length"

@@ -20,6 +20,7 @@ from conftest import (
     parse_responses,
     ping,
     raw,
+    read_until_close,
     simple_app,
     split_head,
 )
@@ -125,14 +126,7 @@ def test_half_closed_client_gets_its_response_then_the_close(serve):
     with socket.create_connection(("127.0.0.1", s.port), timeout=5) as sock:
         sock.sendall(req("GET", "/"))
         sock.shutdown(socket.SHUT_WR)
-        started = time.monotonic()
-        data = b""
-        while True:
-            piece = sock.recv(65536)
-            if not piece:
-                break
-            data += piece
-        assert time.monotonic() - started < 2, "the server held the connection open"
+        data = read_until_close(sock, timeout=2)  # fails if the server holds it open
     r, used = parse_one(data)
     assert r.status == 200
     assert used == len(data)

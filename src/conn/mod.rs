@@ -59,8 +59,12 @@ impl ConnShared {
         self.closed.load(Ordering::Acquire)
     }
 
-    pub fn add_unsent(&self, n: usize) -> usize {
-        self.unsent.fetch_add(n, Ordering::AcqRel) + n
+    pub fn add_unsent(&self, n: usize) {
+        self.unsent.fetch_add(n, Ordering::AcqRel);
+    }
+
+    pub fn unsent(&self) -> usize {
+        self.unsent.load(Ordering::Acquire)
     }
 
     /// The loop wrote `n` bytes; wake a worker waiting for the backlog to drain.
@@ -228,8 +232,9 @@ impl Conn {
         }
     }
 
-    /// No request in progress and nothing to write: safe to close at any time.
-    pub fn is_idle(&self) -> bool {
+    /// No request in progress and nothing to write.
+    #[cfg(test)]
+    fn is_idle(&self) -> bool {
         matches!(self.phase, Phase::Head) && self.inbuf.is_empty() && self.out.is_empty()
     }
 
@@ -555,7 +560,6 @@ mod tests {
             channel_timeout: Duration::from_secs(10),
             cleanup_interval: Duration::from_secs(1),
             recv_bytes: 8192,
-            send_bytes: 18000,
             max_request_header_size: 1024,
             max_request_body_size: 100,
             inbuf_overflow: 16,

@@ -211,7 +211,7 @@ impl StartResponse {
         if shared.is_closed() {
             return Err(ClientGone);
         }
-        if shared.add_unsent(0) > self.watermark {
+        if shared.unsent() > self.watermark {
             let watermark = self.watermark;
             if !py.detach(|| shared.wait_drained(watermark)) {
                 return Err(ClientGone);
