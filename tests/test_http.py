@@ -6,6 +6,7 @@ Each test asserts exact status, headers, body bytes and whether the connection c
 from __future__ import annotations
 
 import email.utils
+import os
 import socket
 import threading
 import time
@@ -220,6 +221,30 @@ def test_content_length_body_split_across_packets(serve):
         r = c.read_response()
         assert r.header("X-Path") == "/next"
         assert r.body == b""
+
+
+@pytest.mark.parametrize("overflow", [524288, 1000], ids=["in-memory", "spooled-to-file"])
+@pytest.mark.parametrize("expect", [False, True], ids=["plain", "100-continue"])
+def test_large_body_in_pieces_then_pipelined(serve, overflow, expect):
+    # A declared-length body in memory is read straight into its buffer; one
+    # past inbuf_overflow goes through a temp file. Either way it arrives whole,
+    # and the bytes after it are the next request.
+    s = serve(echo_app, inbuf_overflow=overflow)
+    body = os.urandom(300_000)
+    headers = [f"Content-Length: {len(body)}"] + (["Expect: 100-continue"] if expect else [])
+    with Conn(s.port) as c:
+        c.send(req("POST", "/", headers=headers))
+        if expect:
+            assert c.read_response().status == 100
+        for i in range(0, len(body), 70_000):
+            c.send(body[i:i + 70_000])
+            time.sleep(0.02)
+        c.send(req("GET", "/next"))
+        r = c.read_response()
+        assert r.status == 200
+        assert r.body == body
+        r = c.read_response()
+        assert r.header("X-Path") == "/next"
 
 
 def test_content_length_zero(serve):

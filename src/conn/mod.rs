@@ -120,11 +120,39 @@ struct BodyState {
 
 impl BodyState {
     fn new(framing: BodyFraming, cfg: &Config) -> Self {
+        let spool = match framing {
+            BodyFraming::Length(n) => Spool::with_length(cfg.inbuf_overflow, n),
+            _ => Spool::new(cfg.inbuf_overflow),
+        };
         BodyState {
             decoder: BodyDecoder::new(framing),
-            spool: Spool::new(cfg.inbuf_overflow),
+            spool,
             limit: cfg.max_request_body_size,
         }
+    }
+
+    /// Reads with `read` straight into the body, skipping the input buffer
+    /// and the decoder, when the rest of a declared-length body is held in
+    /// memory (its length was checked against the limit before the spool was
+    /// sized). `None` when the bytes must go through the decoder. Returns
+    /// (bytes read, bytes asked for).
+    fn read_direct(
+        &mut self,
+        read: impl FnOnce(&mut [u8]) -> io::Result<usize>,
+    ) -> Option<io::Result<(usize, usize)>> {
+        let BodyDecoder::Length { remaining } = &mut self.decoder else {
+            return None;
+        };
+        let room = self.spool.unfilled();
+        if *remaining == 0 || *remaining != room.len() as u64 {
+            return None;
+        }
+        let asked = room.len();
+        Some(read(room).map(|n| {
+            *remaining -= n as u64;
+            self.spool.filled(n);
+            (n, asked)
+        }))
     }
 
     fn feed(&mut self, input: &[u8]) -> Result<usize, RequestError> {
@@ -312,19 +340,16 @@ impl Conn {
             if !self.may_read || !self.wants_input() {
                 break;
             }
-            match self.socket.read(ctx.scratch) {
-                Ok(0) => {
+            match self.read_some(ctx.scratch) {
+                Ok((0, _)) => {
                     self.read_closed = true;
                     break;
                 }
-                Ok(n) => {
+                Ok((n, asked)) => {
                     self.last_activity = ctx.now;
                     // A short read emptied the socket; with edge-triggered
                     // readiness, anything arriving later raises a new event.
-                    self.may_read = n == ctx.scratch.len() || self.eof_pending;
-                    if !matches!(self.phase, Phase::Closing) {
-                        self.inbuf.extend_from_slice(&ctx.scratch[..n]);
-                    }
+                    self.may_read = n == asked || self.eof_pending;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.may_read = false;
@@ -365,6 +390,28 @@ impl Conn {
             return Next::Close;
         }
         Next::Keep
+    }
+
+    /// One read: into the body itself when it can go there, else through
+    /// `scratch` into the input buffer. Returns (bytes read, bytes asked for).
+    fn read_some(&mut self, scratch: &mut [u8]) -> io::Result<(usize, usize)> {
+        let socket = &mut self.socket;
+        let body = match &mut self.phase {
+            Phase::Body { body, .. }
+            | Phase::InFlight {
+                body: Some(body),
+                body_requested: true,
+            } if self.inbuf.is_empty() => Some(body),
+            _ => None,
+        };
+        if let Some(direct) = body.and_then(|b| b.read_direct(|room| socket.read(room))) {
+            return direct;
+        }
+        let n = self.socket.read(scratch)?;
+        if !matches!(self.phase, Phase::Closing) {
+            self.inbuf.extend_from_slice(&scratch[..n]);
+        }
+        Ok((n, scratch.len()))
     }
 
     fn wants_input(&self) -> bool {
@@ -655,7 +702,7 @@ mod tests {
 
     fn body_of(job: Job) -> Vec<u8> {
         match job.body {
-            JobBody::Ready(mut r) => r.read(None).unwrap(),
+            JobBody::Ready(mut r) => r.read(None).unwrap().into_owned(),
             JobBody::Deferred => panic!("deferred"),
         }
     }
@@ -737,7 +784,7 @@ mod tests {
         rig.send(b"abc");
         let body = job.shared.wait_body().unwrap().unwrap();
         let mut body: BodyReader = body;
-        assert_eq!(body.read(None).unwrap(), b"abc");
+        assert_eq!(&*body.read(None).unwrap(), b"abc");
         assert_eq!(
             rig.complete(b"ok", Kind::End { keep_alive: true }),
             Next::Keep

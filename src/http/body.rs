@@ -2,6 +2,7 @@
 //! whatever bytes arrived) and the spool that holds a body in memory, or in an
 //! unlinked temporary file once it passes `inbuf_overflow`, as waitress does.
 
+use std::borrow::Cow;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -188,6 +189,9 @@ fn hex_value(b: u8) -> u8 {
 }
 
 /// A body being received: memory first, a temporary file past `overflow` bytes.
+/// In memory, the first `len` bytes of `mem` are the body so far; a body of
+/// known length gets `mem` at its full size up front, so the socket can read
+/// straight into the unfilled rest (see `unfilled`).
 #[derive(Debug)]
 pub struct Spool {
     mem: Vec<u8>,
@@ -206,33 +210,71 @@ impl Spool {
         }
     }
 
+    /// A spool for a body of `length` bytes: sized once when it fits in memory
+    /// (zeroed memory from the allocator, so pages are only touched as they fill).
+    pub fn with_length(overflow: usize, length: u64) -> Self {
+        let mut spool = Spool::new(overflow);
+        if let Ok(n) = usize::try_from(length) {
+            if n <= overflow {
+                spool.mem = vec![0; n];
+            }
+        }
+        spool
+    }
+
     /// Bytes received so far (named so clippy does not ask for `is_empty`).
     pub fn received(&self) -> u64 {
         self.len
     }
 
     pub fn write(&mut self, data: &[u8]) -> io::Result<()> {
-        if self.file.is_none() && self.mem.len() + data.len() > self.overflow {
+        let filled = self.len as usize;
+        if self.file.is_none() && filled + data.len() > self.overflow {
             let mut file = temp_file()?;
-            file.write_all(&self.mem)?;
+            file.write_all(&self.mem[..filled])?;
             self.mem = Vec::new();
             self.file = Some(file);
         }
         match &mut self.file {
             Some(file) => file.write_all(data)?,
-            None => self.mem.extend_from_slice(data),
+            None => match self.mem.get_mut(filled..filled + data.len()) {
+                Some(room) => room.copy_from_slice(data),
+                None => {
+                    self.mem.truncate(filled);
+                    self.mem.extend_from_slice(data);
+                }
+            },
         }
         self.len += data.len() as u64;
         Ok(())
     }
 
+    /// The pre-sized room not yet filled (empty unless made by `with_length`).
+    pub fn unfilled(&mut self) -> &mut [u8] {
+        match self.file {
+            Some(_) => &mut [],
+            None => {
+                let filled = (self.len as usize).min(self.mem.len());
+                &mut self.mem[filled..]
+            }
+        }
+    }
+
+    /// `n` bytes were written into `unfilled()`.
+    pub fn filled(&mut self, n: usize) {
+        self.len += n as u64;
+    }
+
     /// Finishes writing; the reader starts at the first body byte.
-    pub fn into_reader(self) -> io::Result<BodyReader> {
+    pub fn into_reader(mut self) -> io::Result<BodyReader> {
         Ok(match self.file {
-            None => BodyReader::Memory {
-                data: self.mem,
-                pos: 0,
-            },
+            None => {
+                self.mem.truncate(self.len as usize);
+                BodyReader::Memory {
+                    data: self.mem,
+                    pos: 0,
+                }
+            }
             Some(mut file) => {
                 file.seek(SeekFrom::Start(0))?;
                 BodyReader::File {
@@ -272,29 +314,30 @@ impl BodyReader {
         }
     }
 
-    /// Reads up to `limit` bytes (all that is left with `None`).
-    pub fn read(&mut self, limit: Option<usize>) -> io::Result<Vec<u8>> {
+    /// Reads up to `limit` bytes (all that is left with `None`); a body in
+    /// memory lends its bytes, so the caller copies them once.
+    pub fn read(&mut self, limit: Option<usize>) -> io::Result<Cow<'_, [u8]>> {
         let want = limit
             .map(|l| (l as u64).min(self.remaining()))
             .unwrap_or(self.remaining());
         let want = usize::try_from(want).unwrap_or(usize::MAX);
         match self {
             BodyReader::Memory { data, pos } => {
-                let out = data[*pos..*pos + want].to_vec();
+                let start = *pos;
                 *pos += want;
-                Ok(out)
+                Ok(Cow::Borrowed(&data[start..start + want]))
             }
             BodyReader::File { file, remaining } => {
                 let mut out = vec![0; want];
                 file.read_exact(&mut out)?;
                 *remaining -= want as u64;
-                Ok(out)
+                Ok(Cow::Owned(out))
             }
         }
     }
 
     /// Reads through the next `\n` (included), at most `limit` bytes.
-    pub fn read_line(&mut self, limit: Option<usize>) -> io::Result<Vec<u8>> {
+    pub fn read_line(&mut self, limit: Option<usize>) -> io::Result<Cow<'_, [u8]>> {
         let limit = limit.unwrap_or(usize::MAX);
         match self {
             BodyReader::Memory { data, pos } => {
@@ -305,7 +348,7 @@ impl BodyReader {
                     .position(|&b| b == b'\n')
                     .map_or(max, |i| i + 1);
                 *pos += end;
-                Ok(rest[..end].to_vec())
+                Ok(Cow::Borrowed(&rest[..end]))
             }
             BodyReader::File { file, remaining } => {
                 let mut out = Vec::new();
@@ -313,7 +356,7 @@ impl BodyReader {
                 let mut take = io::Read::take(file, max as u64);
                 io::BufRead::read_until(&mut take, b'\n', &mut out)?;
                 *remaining -= out.len() as u64;
-                Ok(out)
+                Ok(Cow::Owned(out))
             }
         }
     }
@@ -413,11 +456,32 @@ mod tests {
         assert!(s.file.is_some());
         let mut r = s.into_reader().unwrap();
         assert_eq!(r.remaining(), 10);
-        assert_eq!(r.read_line(None).unwrap(), b"ab\n");
-        assert_eq!(r.read(Some(2)).unwrap(), b"cd");
-        assert_eq!(r.read_line(Some(2)).unwrap(), b"ef");
-        assert_eq!(r.read(None).unwrap(), b"\ngh");
-        assert_eq!(r.read(None).unwrap(), b"");
+        assert_eq!(&*r.read_line(None).unwrap(), b"ab\n");
+        assert_eq!(&*r.read(Some(2)).unwrap(), b"cd");
+        assert_eq!(&*r.read_line(Some(2)).unwrap(), b"ef");
+        assert_eq!(&*r.read(None).unwrap(), b"\ngh");
+        assert_eq!(&*r.read(None).unwrap(), b"");
+    }
+
+    #[test]
+    fn sized_spool_fills_in_place() {
+        let mut s = Spool::with_length(16, 6);
+        assert_eq!(s.unfilled().len(), 6);
+        s.write(b"ab").unwrap();
+        let room = s.unfilled();
+        assert_eq!(room.len(), 4);
+        room[..3].copy_from_slice(b"cde");
+        s.filled(3);
+        assert_eq!(s.received(), 5);
+        s.write(b"f").unwrap();
+        assert!(s.unfilled().is_empty());
+        let mut r = s.into_reader().unwrap();
+        assert_eq!(&*r.read(None).unwrap(), b"abcdef");
+        // Too large for memory: no room up front, the file takes it.
+        let mut s = Spool::with_length(4, 10);
+        assert!(s.unfilled().is_empty());
+        s.write(b"0123456789").unwrap();
+        assert!(s.file.is_some());
     }
 
     #[test]
@@ -425,8 +489,8 @@ mod tests {
         let mut s = Spool::new(1024);
         s.write(b"one\ntwo").unwrap();
         let mut r = s.into_reader().unwrap();
-        assert_eq!(r.read_line(None).unwrap(), b"one\n");
-        assert_eq!(r.read_line(None).unwrap(), b"two");
-        assert_eq!(r.read_line(None).unwrap(), b"");
+        assert_eq!(&*r.read_line(None).unwrap(), b"one\n");
+        assert_eq!(&*r.read_line(None).unwrap(), b"two");
+        assert_eq!(&*r.read_line(None).unwrap(), b"");
     }
 }

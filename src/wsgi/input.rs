@@ -2,6 +2,7 @@
 //! not read yet (`Expect: 100-continue`) is asked for on the first read: the
 //! loop then sends `100 Continue`, receives the body, and hands it over.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use pyo3::exceptions::{PyIOError, PyStopIteration};
@@ -85,7 +86,7 @@ impl InputStream {
     fn with_reader<'py>(
         &mut self,
         py: Python<'py>,
-        f: impl FnOnce(&mut BodyReader) -> std::io::Result<Vec<u8>> + Send,
+        f: impl for<'r> FnOnce(&'r mut BodyReader) -> std::io::Result<Cow<'r, [u8]>> + Send,
     ) -> PyResult<Bound<'py, PyBytes>> {
         let reader = self.reader(py)?;
         let data = match reader {
