@@ -18,6 +18,7 @@ use crate::event_loop::{Control, EventLoop, WAKER};
 use crate::net::listener::{somaxconn, Listener};
 use crate::stats::Stats;
 use crate::workers::pool::{self, WorkerShared};
+use crate::workers::queue;
 use crate::workers::{LoopHandle, LoopWaker};
 
 /// Sockets bound but not yet served.
@@ -157,7 +158,8 @@ impl Engine {
             *self.finished.done.lock() = true;
             return Ok(());
         }
-        let (job_tx, job_rx) = crossbeam_channel::unbounded();
+        crate::malloc::tune();
+        let (job_tx, job_rx) = queue::channel();
         let (done_tx, done_rx) = crossbeam_channel::unbounded();
         let (garbage_tx, garbage_rx) = crossbeam_channel::unbounded();
         let event_loop = EventLoop::new(

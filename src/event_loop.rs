@@ -7,14 +7,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Receiver;
 use mio::{Events, Interest, Poll, Token};
 
 use crate::config::Config;
 use crate::conn::{Conn, ConnId, Ctx, Next};
 use crate::net::listener::Listener;
 use crate::stats::{decr, incr, Stats};
-use crate::workers::{Completion, Job, LoopWaker};
+use crate::workers::queue::JobSender;
+use crate::workers::{Completion, LoopWaker};
 
 pub const WAKER: Token = Token(usize::MAX);
 const LISTENER_BASE: usize = usize::MAX - 1 - 1024;
@@ -88,7 +89,7 @@ pub struct EventLoop {
     conns: Slab,
     cfg: Arc<Config>,
     stats: Arc<Stats>,
-    jobs: Option<Sender<Job>>,
+    jobs: Option<JobSender>,
     completions: Receiver<Completion>,
     control: Arc<Control>,
     scratch: Vec<u8>,
@@ -108,7 +109,7 @@ impl EventLoop {
         listeners: Vec<Listener>,
         cfg: Arc<Config>,
         stats: Arc<Stats>,
-        jobs: Sender<Job>,
+        jobs: JobSender,
         completions: Receiver<Completion>,
         control: Arc<Control>,
     ) -> io::Result<Self> {
@@ -143,6 +144,10 @@ impl EventLoop {
     pub fn run(mut self) {
         let mut events = Events::with_capacity(1024);
         loop {
+            // One wake-up for all the jobs the last round queued (see `queue`).
+            if let Some(jobs) = &self.jobs {
+                jobs.announce();
+            }
             let timeout = self.poll_timeout();
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() == io::ErrorKind::Interrupted {

@@ -6,6 +6,7 @@ pub mod conn;
 pub mod engine;
 pub mod event_loop;
 pub mod http;
+pub mod malloc;
 pub mod net;
 pub mod stats;
 pub mod workers;

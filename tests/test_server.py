@@ -17,7 +17,9 @@ import time
 import pytest
 
 import maitre
-from conftest import HOST, Conn, connect, get, parse_responses, ping, raw, simple_app, wait_for
+from conftest import (
+    HOST, Conn, connect, get, parse_responses, ping, raw, read_until_close, simple_app, wait_for,
+)
 
 
 def req(method="GET", path="/", headers=(), body=b"") -> bytes:
@@ -316,6 +318,29 @@ def test_busy_connection_not_closed_by_channel_timeout(serve):
         c.send(req("GET", "/"))
         r = c.read_response(timeout=5)
         assert r.body == b"done"
+
+
+@pytest.mark.parametrize("threads", [2, 8])
+def test_every_thread_takes_a_request_when_the_app_blocks(serve, threads):
+    # The loop wakes one idle worker per batch and each worker wakes the next
+    # while jobs wait: requests that block must still run on all threads at once.
+    barrier = threading.Barrier(threads, timeout=5)
+
+    def app(environ, start_response):
+        barrier.wait()
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    s = serve(app, threads=threads, ping=False)
+    socks = [socket.create_connection((HOST, s.port), timeout=10) for _ in range(threads)]
+    try:
+        for sock in socks:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answers = [read_until_close(sock, timeout=8) for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+    assert all(a.startswith(b"HTTP/1.1 200 OK\r\n") and a.endswith(b"\r\n\r\nok") for a in answers)
 
 
 def test_many_concurrent_clients(serve):

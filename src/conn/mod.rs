@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Sender;
 use mio::net::TcpStream;
 use parking_lot::{Condvar, Mutex};
 
@@ -21,6 +20,7 @@ use crate::http::parse::{parse_head, BodyFraming, RequestHead};
 use crate::http::response::{simple_response, CONTINUE};
 use crate::http::{RequestError, Version};
 use crate::stats::{incr, Stats};
+use crate::workers::queue::JobSender;
 use crate::workers::{Completion, Job, JobBody, Kind, Piece};
 use outbuf::OutBuffer;
 
@@ -202,7 +202,7 @@ pub enum Next {
 /// What a connection needs from the loop while it is driven.
 pub struct Ctx<'a> {
     pub cfg: &'a Config,
-    pub jobs: &'a Sender<Job>,
+    pub jobs: &'a JobSender,
     pub stats: &'a Stats,
     pub scratch: &'a mut [u8],
     pub stopping: bool,
@@ -549,7 +549,7 @@ impl Conn {
             body: None,
             body_requested: false,
         };
-        if ctx.jobs.send(job).is_err() {
+        if !ctx.jobs.send(job) {
             // Workers are gone (shutting down): nobody will answer.
             self.phase = Phase::Closing;
         }
@@ -594,7 +594,7 @@ mod tests {
     //! The state machine over a real loopback socket pair, driven by hand.
     use super::*;
     use crate::http::body::BodyReader;
-    use crossbeam_channel::{unbounded, Receiver};
+    use crate::workers::queue::JobReceiver;
     use std::io::Write as _;
     use std::net::{TcpListener, TcpStream as StdStream};
 
@@ -624,8 +624,8 @@ mod tests {
     struct Rig {
         conn: Conn,
         client: StdStream,
-        jobs_tx: Sender<Job>,
-        jobs: Receiver<Job>,
+        jobs_tx: JobSender,
+        jobs: JobReceiver,
         cfg: Config,
         stats: Stats,
         scratch: Vec<u8>,
@@ -644,7 +644,7 @@ mod tests {
                 index: 0,
                 generation: 1,
             };
-            let (jobs_tx, jobs) = unbounded();
+            let (jobs_tx, jobs) = crate::workers::queue::channel();
             Rig {
                 conn: Conn::new(TcpStream::from_std(server), id, peer, 80, &config()),
                 client,

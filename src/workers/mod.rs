@@ -3,6 +3,7 @@
 //! coalesced `mio::Waker` tells the loop there is something to collect.
 
 pub mod pool;
+pub mod queue;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,18 +1,19 @@
 //! The pool of Python worker threads. Each is a Rust thread attached to the
 //! interpreter once for its whole life; it holds the GIL only while it runs
 //! Python and releases it to wait for work. A busy worker takes the next job
-//! with `try_recv` without releasing the GIL or sleeping.
+//! without releasing the GIL or sleeping (see `queue`).
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use crossbeam_channel::{Receiver, TryRecvError};
+use crossbeam_channel::Receiver;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use crate::config::Config;
 use crate::stats::{decr, Stats};
-use crate::workers::{Job, LoopHandle};
+use crate::workers::queue::JobReceiver;
+use crate::workers::LoopHandle;
 use crate::wsgi::task::Task;
 use crate::wsgi::WsgiContext;
 
@@ -20,7 +21,7 @@ pub struct WorkerShared {
     pub app: Py<PyAny>,
     pub cfg: Arc<Config>,
     pub stats: Arc<Stats>,
-    pub jobs: Receiver<Job>,
+    pub jobs: JobReceiver,
     pub handle: LoopHandle,
     /// Response `bytes` objects the loop has finished writing.
     pub garbage: Receiver<Py<PyBytes>>,
@@ -47,15 +48,7 @@ fn run(shared: &WorkerShared) {
             }
         };
         let app = shared.app.bind(py);
-        loop {
-            let job = match shared.jobs.try_recv() {
-                Ok(job) => job,
-                Err(TryRecvError::Empty) => match py.detach(|| shared.jobs.recv()) {
-                    Ok(job) => job,
-                    Err(_) => break,
-                },
-                Err(TryRecvError::Disconnected) => break,
-            };
+        while let Some(job) = shared.jobs.next(py) {
             decr(&shared.stats.requests_in_queue);
             // Decref what the loop has written, here where the GIL is held.
             while shared.garbage.try_recv().is_ok() {}
