@@ -8,7 +8,8 @@
 //! once; the loop wakes one worker per batch of jobs (after it has handled
 //! every ready socket), and a worker that takes a job while more are queued
 //! wakes the next, so an app that blocks, releasing the GIL, still finds
-//! another thread ready for the next request.
+//! another thread ready for the next request. Only one woken worker is on its
+//! way at a time: with a GIL-bound app, more would only queue for the GIL.
 
 use std::cell::Cell;
 use std::sync::Arc;
@@ -28,27 +29,68 @@ struct Idle {
 #[derive(Default)]
 struct IdleState {
     sleepers: usize,
+    /// Workers woken but not yet holding a job. While one is on its way (it
+    /// may be waiting for the GIL), waking more would only add threads
+    /// queueing for the GIL; it wakes the next itself once it has a job.
+    searching: usize,
     closed: bool,
 }
 
+/// Why `Idle::sleep` returned.
+#[derive(PartialEq, Eq)]
+enum Woke {
+    /// There was work without sleeping.
+    Ready,
+    Notified,
+    Closed,
+}
+
 impl Idle {
-    fn wake_one(&self) {
-        let state = self.state.lock();
-        if state.sleepers > 0 {
-            self.cv.notify_one();
+    /// Wakes a sleeper unless one is already on its way.
+    fn wake_one(state: &mut IdleState, cv: &Condvar) {
+        if state.sleepers > 0 && state.searching == 0 {
+            state.searching += 1;
+            cv.notify_one();
         }
     }
 
-    /// Sleeps unless `ready()`; returns false once the queue is closed. The
-    /// check runs under the lock a waker takes, so no wake-up is lost.
-    fn sleep(&self, ready: impl Fn() -> bool) -> bool {
-        let mut state = self.state.lock();
-        if !state.closed && !ready() {
-            state.sleepers += 1;
-            self.cv.wait(&mut state);
-            state.sleepers -= 1;
+    /// A worker took a job: it stops searching if it was woken for it, and
+    /// wakes the next if more jobs wait.
+    fn took_job(&self, was_woken: bool, more: bool) {
+        if !was_woken && !more {
+            return;
         }
-        !state.closed
+        let mut state = self.state.lock();
+        if was_woken {
+            // Saturating: a spurious wake-up may have had no matching count.
+            state.searching = state.searching.saturating_sub(1);
+        }
+        if more {
+            Idle::wake_one(&mut state, &self.cv);
+        }
+    }
+
+    /// Sleeps unless `ready()` (checked under the lock a waker takes, so no
+    /// wake-up is lost) or the queue is closed.
+    fn sleep(&self, was_woken: bool, ready: impl Fn() -> bool) -> Woke {
+        let mut state = self.state.lock();
+        if was_woken {
+            state.searching = state.searching.saturating_sub(1);
+        }
+        if state.closed {
+            return Woke::Closed;
+        }
+        if ready() {
+            return Woke::Ready;
+        }
+        state.sleepers += 1;
+        self.cv.wait(&mut state);
+        state.sleepers -= 1;
+        if state.closed {
+            Woke::Closed
+        } else {
+            Woke::Notified
+        }
     }
 
     fn close(&self) {
@@ -92,7 +134,7 @@ impl JobSender {
     /// Wakes one idle worker if jobs were queued since the last call.
     pub fn announce(&self) {
         if self.unannounced.replace(false) {
-            self.idle.wake_one();
+            Idle::wake_one(&mut self.idle.state.lock(), &self.idle.cv);
         }
     }
 }
@@ -119,18 +161,18 @@ impl JobReceiver {
     /// The next job, sleeping with the GIL released while there is none;
     /// `None` once the loop has gone and the queue is empty.
     pub fn next(&self, py: Python<'_>) -> Option<Job> {
+        let mut woken = false;
         loop {
             match self.rx.try_recv() {
                 Ok(job) => {
-                    if !self.rx.is_empty() {
-                        self.idle.wake_one();
-                    }
+                    self.idle.took_job(woken, !self.rx.is_empty());
                     return Some(job);
                 }
                 Err(TryRecvError::Disconnected) => return None,
                 Err(TryRecvError::Empty) => {
-                    if !py.detach(|| self.idle.sleep(|| !self.rx.is_empty())) {
-                        return self.rx.try_recv().ok();
+                    match py.detach(|| self.idle.sleep(woken, || !self.rx.is_empty())) {
+                        Woke::Closed => return self.rx.try_recv().ok(),
+                        woke => woken = woke == Woke::Notified,
                     }
                 }
             }
