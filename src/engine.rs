@@ -158,7 +158,7 @@ impl Engine {
             *self.finished.done.lock() = true;
             return Ok(());
         }
-        crate::malloc::tune();
+        crate::os::malloc::tune();
         let (job_tx, job_rx) = queue::channel();
         let (done_tx, done_rx) = crossbeam_channel::unbounded();
         let (garbage_tx, garbage_rx) = crossbeam_channel::unbounded();

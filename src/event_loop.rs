@@ -142,6 +142,7 @@ impl EventLoop {
     }
 
     pub fn run(mut self) {
+        crate::os::sched::batch_this_thread();
         let mut events = Events::with_capacity(1024);
         loop {
             // One wake-up for all the jobs the last round queued (see `queue`).

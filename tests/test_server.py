@@ -444,3 +444,22 @@ def test_stats_is_a_dict(serve):
     get(s.port, "/")
     stats = s.server.stats()
     assert isinstance(stats, dict)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/task")
+def test_event_loop_thread_is_sched_batch_and_workers_are_not(serve):
+    # The loop must not preempt a worker when a response wakes it (see src/os/sched.rs).
+    serve(simple_app, threads=2)
+    policies = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                stat = f.read()
+        except FileNotFoundError:
+            continue
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        if name.startswith("maitre-"):
+            fields = stat[stat.rindex(")") + 2:].split()
+            policies.setdefault(name, set()).add(int(fields[38]))
+    assert 3 in policies["maitre-loop"], policies  # SCHED_BATCH
+    assert policies["maitre-worker-0"] == {0} and policies["maitre-worker-1"] == {0}, policies

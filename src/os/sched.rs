@@ -1,0 +1,80 @@
+//! The event loop thread's scheduling policy.
+//!
+//! When a worker hands a response back it wakes the loop, and on a shared core
+//! Linux lets the woken loop preempt the worker at once: the loop writes one
+//! response, sleeps, and the worker resumes, a pair of context switches per
+//! handful of requests (a fifth of all CPU time with a hello-world app).
+//! Marked `SCHED_BATCH`, the loop no longer preempts on wake-up: the worker
+//! finishes what is queued, then the loop writes every response in one round.
+//! With a core to spare the loop still runs at once, as a woken thread goes
+//! to an idle core; on a saturated core it waits at most one scheduler tick.
+//! Measured on one core: +12-15% requests/s and a lower p99.
+
+/// Applies to the calling thread; returns whether it did.
+pub fn batch_this_thread() -> bool {
+    imp::batch_this_thread()
+}
+
+#[cfg(target_os = "linux")]
+mod imp {
+    use std::os::raw::c_int;
+
+    const SCHED_BATCH: c_int = 3;
+
+    #[repr(C)]
+    struct SchedParam {
+        sched_priority: c_int,
+    }
+
+    extern "C" {
+        fn sched_setscheduler(pid: c_int, policy: c_int, param: *const SchedParam) -> c_int;
+    }
+
+    pub fn batch_this_thread() -> bool {
+        let param = SchedParam { sched_priority: 0 };
+        // SAFETY: declared as in <sched.h>; pid 0 is the calling thread, and
+        // `param` is a valid struct that outlives the call, which only reads it.
+        let ok = unsafe { sched_setscheduler(0, SCHED_BATCH, &param) } == 0;
+        if !ok {
+            log::debug!(
+                target: "maitre",
+                "could not make the event loop SCHED_BATCH: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        ok
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod imp {
+    pub fn batch_this_thread() -> bool {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The scheduling policy of the calling thread (field 41 of its stat).
+    #[cfg(target_os = "linux")]
+    fn policy() -> u32 {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
+        after_comm.split(' ').nth(38).unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn applies_to_the_calling_thread_only() {
+        let applied = std::thread::spawn(|| {
+            let applied = super::batch_this_thread();
+            #[cfg(target_os = "linux")]
+            assert_eq!(policy(), 3, "SCHED_BATCH");
+            applied
+        })
+        .join()
+        .unwrap();
+        assert_eq!(applied, cfg!(target_os = "linux"));
+        #[cfg(target_os = "linux")]
+        assert_eq!(policy(), 0, "this thread stays SCHED_OTHER");
+    }
+}
