@@ -286,17 +286,15 @@ impl Conn {
     }
 
     pub fn on_completion(&mut self, ctx: &mut Ctx, c: Completion) -> Next {
-        for piece in c.data {
-            match self.out.push_through(piece, &mut self.socket) {
-                Ok(0) => {}
-                Ok(n) => {
-                    self.shared.written(n, ctx.cfg.outbuf_high_watermark);
-                    self.last_activity = ctx.now;
-                }
-                Err(e) => {
-                    log::debug!(target: "maitre", "writing to {} failed: {e}", self.peer);
-                    return Next::Close;
-                }
+        match self.out.push_through(c.data, &mut self.socket) {
+            Ok(0) => {}
+            Ok(n) => {
+                self.shared.written(n, ctx.cfg.outbuf_high_watermark);
+                self.last_activity = ctx.now;
+            }
+            Err(e) => {
+                log::debug!(target: "maitre", "writing to {} failed: {e}", self.peer);
+                return Next::Close;
             }
         }
         match c.kind {

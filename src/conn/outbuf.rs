@@ -46,24 +46,22 @@ impl OutBuffer {
         self.mem.is_empty() && self.spill.is_none()
     }
 
-    /// Queues `data`, but when nothing is queued before it, first writes what
-    /// `sink` takes at once: output the socket accepts is then never copied,
-    /// nor spilled to disk. Returns the bytes written to `sink`.
-    pub fn push_through(&mut self, piece: Piece, sink: &mut impl Write) -> io::Result<usize> {
-        let mut written = 0;
-        if self.is_empty() {
-            let data = piece.bytes();
-            while written < data.len() {
-                match sink.write(&data[written..]) {
-                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                    Ok(n) => written += n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
-            }
+    /// Queues `pieces`, but when nothing is queued before them, first writes
+    /// what `sink` takes at once, all pieces in one vectored call (a head and
+    /// its body leave together): output the socket accepts is then never
+    /// copied, nor spilled to disk. Returns the bytes written to `sink`.
+    pub fn push_through(&mut self, pieces: Vec<Piece>, sink: &mut impl Write) -> io::Result<usize> {
+        let written = if self.is_empty() {
+            write_vectored_until_blocked(&pieces, sink)?
+        } else {
+            0
+        };
+        let mut skip = written;
+        for piece in pieces {
+            let start = skip.min(piece.bytes().len());
+            skip -= start;
+            self.push_from(piece, start)?;
         }
-        self.push_from(piece, written)?;
         Ok(written)
     }
 
@@ -139,13 +137,7 @@ impl OutBuffer {
     }
 
     fn write_mem(&mut self, sink: &mut impl Write) -> io::Result<usize> {
-        let mut slices = [IoSlice::new(&[]); 16];
-        let mut count = 0;
-        for (i, piece) in self.mem.iter().take(slices.len()).enumerate() {
-            slices[count] = IoSlice::new(&piece.bytes()[if i == 0 { self.pos } else { 0 }..]);
-            count += 1;
-        }
-        let written = sink.write_vectored(&slices[..count])?;
+        let written = write_pieces(self.mem.iter(), self.pos, sink)?;
         let mut n = written;
         while n > 0 {
             let Some(front) = self.mem.front() else { break };
@@ -162,6 +154,54 @@ impl OutBuffer {
         }
         Ok(written)
     }
+}
+
+/// At most this many buffers per `writev`.
+const MAX_SLICES: usize = 16;
+
+/// One vectored write of `pieces`, the first from byte `skip` on.
+fn write_pieces<'a>(
+    pieces: impl Iterator<Item = &'a Piece>,
+    mut skip: usize,
+    sink: &mut impl Write,
+) -> io::Result<usize> {
+    let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+    let mut count = 0;
+    for piece in pieces {
+        let bytes = piece.bytes();
+        if skip >= bytes.len() {
+            skip -= bytes.len();
+            continue;
+        }
+        slices[count] = IoSlice::new(&bytes[skip..]);
+        skip = 0;
+        count += 1;
+        if count == MAX_SLICES {
+            break;
+        }
+    }
+    match count {
+        // One buffer: a plain send, the kernel's shortest path.
+        1 => sink.write(&slices[0]),
+        _ => sink.write_vectored(&slices[..count]),
+    }
+}
+
+/// Writes `pieces` in order until done or the sink would block; returns the
+/// bytes written.
+fn write_vectored_until_blocked(pieces: &[Piece], sink: &mut impl Write) -> io::Result<usize> {
+    let total: usize = pieces.iter().map(|p| p.bytes().len()).sum();
+    let mut written = 0;
+    while written < total {
+        match write_pieces(pieces.iter(), written, sink) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(written)
 }
 
 #[cfg(test)]
@@ -200,7 +240,7 @@ mod tests {
         };
         // The socket takes 3 bytes; 7 stay queued, past overflow: spilled.
         assert_eq!(
-            out.push_through(Piece::Owned(b"0123456789".to_vec()), &mut sink)
+            out.push_through(vec![Piece::Owned(b"0123456789".to_vec())], &mut sink)
                 .unwrap(),
             3
         );
@@ -208,7 +248,7 @@ mod tests {
         // Something is queued now: later output waits behind it.
         sink.calls_left = 1;
         assert_eq!(
-            out.push_through(Piece::Owned(b"ab".to_vec()), &mut sink)
+            out.push_through(vec![Piece::Owned(b"ab".to_vec())], &mut sink)
                 .unwrap(),
             0
         );
@@ -222,7 +262,7 @@ mod tests {
         sink.got.clear();
         sink.calls_left = 1;
         assert_eq!(
-            out.push_through(Piece::Owned(b"hello".to_vec()), &mut sink)
+            out.push_through(vec![Piece::Owned(b"hello".to_vec())], &mut sink)
                 .unwrap(),
             3
         );
@@ -230,6 +270,54 @@ mod tests {
         sink.calls_left = 5;
         out.write_to(&mut sink).unwrap();
         assert_eq!(sink.got, b"hello");
+    }
+
+    /// Takes everything offered, counting the calls.
+    struct Gulp {
+        got: Vec<u8>,
+        calls: usize,
+    }
+
+    impl Write for Gulp {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.write_vectored(&[IoSlice::new(buf)])
+        }
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            self.calls += 1;
+            bufs.iter().for_each(|b| self.got.extend_from_slice(b));
+            Ok(bufs.iter().map(|b| b.len()).sum())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn pieces_leave_in_one_vectored_write_or_queue_from_where_it_stopped() {
+        let pieces = || {
+            vec![
+                Piece::Owned(b"head|".to_vec()),
+                Piece::Owned(b"body".to_vec()),
+            ]
+        };
+        let mut out = OutBuffer::new(100);
+        let mut sink = Gulp {
+            got: Vec::new(),
+            calls: 0,
+        };
+        assert_eq!(out.push_through(pieces(), &mut sink).unwrap(), 9);
+        assert_eq!((&sink.got[..], sink.calls), (&b"head|body"[..], 1));
+        assert!(out.is_empty());
+        // A sink that stops inside the first piece: the rest is queued in order.
+        let mut trickle = Trickle {
+            got: Vec::new(),
+            room: 3,
+            calls_left: 1,
+        };
+        assert_eq!(out.push_through(pieces(), &mut trickle).unwrap(), 3);
+        trickle.calls_left = 10;
+        out.write_to(&mut trickle).unwrap();
+        assert_eq!(trickle.got, b"head|body");
     }
 
     #[test]
