@@ -449,7 +449,8 @@ def test_stats_is_a_dict(serve):
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/task")
 def test_event_loop_thread_is_sched_batch_and_workers_are_not(serve):
     # The loop must not preempt a worker when a response wakes it (see src/os/sched.rs).
-    serve(simple_app, threads=2)
+    s = serve(simple_app, threads=2)
+    ping(s.port)  # the server is running: its threads exist
     policies = {}
     for tid in os.listdir("/proc/self/task"):
         try:
