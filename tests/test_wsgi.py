@@ -128,6 +128,22 @@ def test_environ_http10_protocol(serve):
     assert env["PATH_INFO"] == "/x"
 
 
+def test_environ_common_and_rare_headers_any_case_and_repeated(serve):
+    # Common names use per-worker cached keys; the rest are built per request.
+    s = serve(environ_app)
+    env = fetch_environ(s.port, req("PROPFIND", "/", headers=[
+        "HOST: h", "accept: a", "ACCEPT: b", "X-Forwarded-For: 1.2.3.4", "x-rare-one: r",
+        "Cookie: c=1", "cookie: d=2",
+    ]))
+    assert env["REQUEST_METHOD"] == "PROPFIND"
+    assert env["HTTP_HOST"] == "h"
+    assert env["HTTP_ACCEPT"] == "a, b"
+    assert env["HTTP_X_FORWARDED_FOR"] == "1.2.3.4"
+    assert env["HTTP_X_RARE_ONE"] == "r"
+    assert env["HTTP_COOKIE"] == "c=1, d=2"
+    assert env["__types__"]["HTTP_HOST"] == "str"
+
+
 def test_environ_header_names_with_underscore_dropped(serve):
     s = serve(environ_app)
     env = fetch_environ(s.port, req("GET", "/", headers=["X_Under: evil", "X-Under: good", "X-Ok_Not: no"]))

@@ -10,6 +10,7 @@ use pyo3::types::{PyDict, PyString};
 
 use crate::config::Config;
 use crate::http::parse::RequestHead;
+use crate::http::Version;
 
 use super::input::InputStream;
 use super::WsgiContext;
@@ -96,6 +97,68 @@ pub fn environ_key(name: &[u8]) -> Option<String> {
     Some(key)
 }
 
+/// Header names most requests carry and their environ keys. Each worker makes
+/// the keys once, as interned strings (see `HeaderKeys`), so a request builds
+/// no key string for them.
+const COMMON_HEADERS: [(&str, &str); 16] = [
+    ("host", "HTTP_HOST"),
+    ("user-agent", "HTTP_USER_AGENT"),
+    ("accept", "HTTP_ACCEPT"),
+    ("accept-encoding", "HTTP_ACCEPT_ENCODING"),
+    ("accept-language", "HTTP_ACCEPT_LANGUAGE"),
+    ("connection", "HTTP_CONNECTION"),
+    ("cookie", "HTTP_COOKIE"),
+    ("content-type", "CONTENT_TYPE"),
+    ("content-length", "CONTENT_LENGTH"),
+    ("authorization", "HTTP_AUTHORIZATION"),
+    ("referer", "HTTP_REFERER"),
+    ("origin", "HTTP_ORIGIN"),
+    ("cache-control", "HTTP_CACHE_CONTROL"),
+    ("if-none-match", "HTTP_IF_NONE_MATCH"),
+    ("x-forwarded-for", "HTTP_X_FORWARDED_FOR"),
+    ("x-forwarded-proto", "HTTP_X_FORWARDED_PROTO"),
+];
+
+/// The environ keys of `COMMON_HEADERS`, made once per worker.
+pub struct HeaderKeys(Vec<Py<PyString>>);
+
+impl HeaderKeys {
+    pub fn new(py: Python<'_>) -> Self {
+        HeaderKeys(
+            COMMON_HEADERS
+                .iter()
+                .map(|(_, key)| PyString::intern(py, key).unbind())
+                .collect(),
+        )
+    }
+
+    /// The environ key for a header name; `None` for names with `_`.
+    fn key<'py>(&self, py: Python<'py>, name: &[u8]) -> Option<Bound<'py, PyString>> {
+        let common = COMMON_HEADERS
+            .iter()
+            .position(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name));
+        match common {
+            Some(i) => Some(self.0[i].bind(py).clone()),
+            None => environ_key(name).map(|key| PyString::new(py, &key)),
+        }
+    }
+}
+
+/// REQUEST_METHOD: the usual methods as interned strings.
+fn method<'py>(py: Python<'py>, method: &[u8]) -> Bound<'py, PyString> {
+    let known = match method {
+        b"GET" => intern!(py, "GET"),
+        b"POST" => intern!(py, "POST"),
+        b"HEAD" => intern!(py, "HEAD"),
+        b"PUT" => intern!(py, "PUT"),
+        b"DELETE" => intern!(py, "DELETE"),
+        b"PATCH" => intern!(py, "PATCH"),
+        b"OPTIONS" => intern!(py, "OPTIONS"),
+        other => return latin1(py, other),
+    };
+    known.clone()
+}
+
 pub struct RequestMeta<'a> {
     pub head: &'a RequestHead,
     pub peer: SocketAddr,
@@ -116,27 +179,32 @@ pub fn build<'py>(
     let head = meta.head;
     let (path, query) = split_target(head.target());
     let path = percent_decode(path);
-    env.set_item(intern!(py, "REQUEST_METHOD"), latin1(py, head.method()))?;
+    env.set_item(intern!(py, "REQUEST_METHOD"), method(py, head.method()))?;
     env.set_item(
         intern!(py, "PATH_INFO"),
         latin1(py, strip_prefix(&path, &cfg.url_prefix)),
     )?;
     env.set_item(intern!(py, "QUERY_STRING"), latin1(py, query))?;
-    env.set_item(intern!(py, "SERVER_PROTOCOL"), head.version.as_str())?;
+    let protocol = match head.version {
+        Version::Http10 => intern!(py, "HTTP/1.0"),
+        Version::Http11 => intern!(py, "HTTP/1.1"),
+    };
+    env.set_item(intern!(py, "SERVER_PROTOCOL"), protocol)?;
     env.set_item(intern!(py, "SERVER_PORT"), meta.server_port.to_string())?;
     let ip = PyString::new(py, &meta.peer.ip().to_string());
     env.set_item(intern!(py, "REMOTE_ADDR"), &ip)?;
     env.set_item(intern!(py, "REMOTE_HOST"), ip)?;
     env.set_item(intern!(py, "REMOTE_PORT"), meta.peer.port().to_string())?;
     for (name, value) in head.header_pairs() {
-        let Some(key) = environ_key(name) else {
-            continue;
-        };
         if meta.content_length.is_some()
-            && (key == "CONTENT_LENGTH" || key == "HTTP_TRANSFER_ENCODING")
+            && (name.eq_ignore_ascii_case(b"content-length")
+                || name.eq_ignore_ascii_case(b"transfer-encoding"))
         {
             continue;
         }
+        let Some(key) = ctx.header_keys.key(py, name) else {
+            continue;
+        };
         let value = crate::http::parse::trim(value);
         match env.get_item(&key)? {
             Some(prev) => {

@@ -24,6 +24,7 @@ pub struct WsgiContext {
     pub sys: Py<PyModule>,
     /// The `Server` header value, shared by every response.
     pub ident: Option<Arc<str>>,
+    pub header_keys: environ::HeaderKeys,
 }
 
 impl WsgiContext {
@@ -54,6 +55,7 @@ impl WsgiContext {
                 .unbind(),
             sys: py.import("sys")?.unbind(),
             ident: cfg.ident.as_deref().map(Arc::from),
+            header_keys: environ::HeaderKeys::new(py),
         })
     }
 }
