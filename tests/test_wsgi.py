@@ -516,6 +516,37 @@ def test_start_response_exc_info_after_headers_sent_reraises(serve):
     ping(s.port)
 
 
+def test_status_and_header_values_go_out_as_latin1(serve):
+    def app(environ, start_response):
+        start_response("200 Ça va", [("Content-Length", "2"), ("X-Name", "café")])
+        return [b"ok"]
+
+    s = serve(app)
+    out = raw(s.port, req("GET", "/", headers=["Connection: close"]))
+    assert out.startswith(b"HTTP/1.1 200 \xc7a va\r\n"), out
+    assert b"\r\nX-Name: caf\xe9\r\n" in out, out
+    assert out.endswith(b"\r\n\r\nok")
+
+
+def test_header_value_beyond_latin1_is_refused(serve):
+    seen = []
+
+    def app(environ, start_response):
+        try:
+            start_response("200 OK", [("X-Price", "5 €")])
+        except ValueError as exc:
+            seen.append(str(exc))
+            raise
+        return [b"not sent"]
+
+    s = serve(app)
+    r = get(s.port, "/")
+    assert r.status == 500
+    assert b"not sent" not in r.body
+    assert len(seen) == 1 and "X-Price" in seen[0] and "latin-1" in seen[0], seen
+    ping(s.port)
+
+
 def test_start_response_returns_write_and_status_reason_kept(serve):
     def app(environ, start_response):
         start_response("299 Custom Reason Here", [("Content-Type", "text/plain"), ("Content-Length", "0")])

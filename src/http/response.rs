@@ -25,16 +25,81 @@ pub enum BodyEncoding {
     UntilClose,
 }
 
-/// The app's response headers, validated by `start_response`.
-#[derive(Debug, Default)]
+/// A response's status line and the app's headers, already encoded for the
+/// wire (latin-1, PEP 3333) in the buffer the whole response will be written
+/// to, so a response costs one allocation, not one per header.
+#[derive(Debug)]
 pub struct ResponseHead {
-    pub status: String,
+    wire: Vec<u8>,
     pub code: u16,
-    pub headers: Vec<(String, String)>,
     /// The app's own Content-Length, parsed.
     pub content_length: Option<u64>,
     /// The app said `Connection: close`.
     pub close: bool,
+    has_date: bool,
+    has_server: bool,
+}
+
+/// Room for a typical head and a small body in the head's first allocation.
+const HEAD_CAPACITY: usize = 512;
+
+impl ResponseHead {
+    /// Starts with the status line; `status` is what the app passed, e.g.
+    /// `200 OK`. Fails with the first character latin-1 cannot carry.
+    pub fn new(version: Version, code: u16, status: &str) -> Result<Self, char> {
+        let mut head = ResponseHead::open(version, code);
+        push_latin1(&mut head.wire, status)?;
+        head.wire.extend_from_slice(b"\r\n");
+        Ok(head)
+    }
+
+    /// A head whose status line is still to be written after `HTTP/1.x `.
+    fn open(version: Version, code: u16) -> Self {
+        let mut wire = Vec::with_capacity(HEAD_CAPACITY);
+        wire.extend_from_slice(version.as_str().as_bytes());
+        wire.push(b' ');
+        ResponseHead {
+            wire,
+            code,
+            content_length: None,
+            close: false,
+            has_date: false,
+            has_server: false,
+        }
+    }
+
+    /// Adds one of the app's headers (its name already checked to be a token).
+    /// `Connection` is left out: the server writes its own, saying what it will do.
+    pub fn push_header(&mut self, name: &str, value: &str) -> Result<(), char> {
+        if name.eq_ignore_ascii_case("connection") {
+            return Ok(());
+        }
+        self.has_date |= name.eq_ignore_ascii_case("date");
+        self.has_server |= name.eq_ignore_ascii_case("server");
+        let mark = self.wire.len();
+        self.wire.extend_from_slice(name.as_bytes());
+        self.wire.extend_from_slice(b": ");
+        push_latin1(&mut self.wire, value).inspect_err(|_| self.wire.truncate(mark))?;
+        self.wire.extend_from_slice(b"\r\n");
+        Ok(())
+    }
+
+    /// Makes room for `n` more bytes (a body about to be copied in after the head).
+    pub fn reserve(&mut self, n: usize) {
+        self.wire.reserve(n);
+    }
+}
+
+/// Appends `s` encoded as latin-1; fails on the first character above U+00FF.
+pub fn push_latin1(out: &mut Vec<u8>, s: &str) -> Result<(), char> {
+    if s.is_ascii() {
+        out.extend_from_slice(s.as_bytes());
+        return Ok(());
+    }
+    for c in s.chars() {
+        out.push(u8::try_from(c).map_err(|_| c)?);
+    }
+    Ok(())
 }
 
 /// Writes one response's bytes into an output buffer.
@@ -47,11 +112,12 @@ pub struct ResponseEncoder {
 
 impl ResponseEncoder {
     /// Writes the head and returns the encoder for the body. `known_len` is the
-    /// full body length when the server already holds all of it.
+    /// full body length when the server already holds all of it. An empty
+    /// `out` takes over the head's buffer instead of copying it.
     pub fn start(
         out: &mut Vec<u8>,
         req: RequestInfo,
-        head: &ResponseHead,
+        head: ResponseHead,
         known_len: Option<u64>,
         ident: Option<&str>,
     ) -> Self {
@@ -68,22 +134,16 @@ impl ResponseEncoder {
             keep_alive = false;
             BodyEncoding::UntilClose
         };
-        out.extend_from_slice(req.version.as_str().as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(head.status.as_bytes());
-        out.extend_from_slice(b"\r\n");
-        let (mut has_date, mut has_server) = (false, false);
-        for (name, value) in &head.headers {
-            if name.eq_ignore_ascii_case("connection") {
-                continue; // replaced by our own, which states what we will do
-            }
-            has_date |= name.eq_ignore_ascii_case("date");
-            has_server |= name.eq_ignore_ascii_case("server");
-            header(out, name.as_bytes(), value.as_bytes());
+        if out.is_empty() {
+            *out = head.wire;
+        } else {
+            out.extend_from_slice(&head.wire);
         }
         if head.content_length.is_none() && !no_body_status {
             if let Some(n) = known_len {
-                header(out, b"Content-Length", n.to_string().as_bytes());
+                out.extend_from_slice(b"Content-Length: ");
+                push_decimal(out, n);
+                out.extend_from_slice(b"\r\n");
             }
         }
         if encoding == BodyEncoding::Chunked {
@@ -94,12 +154,12 @@ impl ResponseEncoder {
         } else if req.version == Version::Http10 {
             header(out, b"Connection", b"Keep-Alive");
         }
-        if !has_date {
+        if !head.has_date {
             out.extend_from_slice(b"Date: ");
             date::append_now(out);
             out.extend_from_slice(b"\r\n");
         }
-        if let (false, Some(ident)) = (has_server, ident) {
+        if let (false, Some(ident)) = (head.has_server, ident) {
             header(out, b"Server", ident.as_bytes());
         }
         out.extend_from_slice(b"\r\n");
@@ -185,6 +245,21 @@ fn header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// Appends `n` in decimal, without going through `fmt`.
+pub fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
 fn push_hex(out: &mut Vec<u8>, mut n: usize) {
     let mut digits = [0u8; 16];
     let mut i = digits.len();
@@ -209,26 +284,29 @@ pub fn simple_response(
     ident: Option<&str>,
 ) -> Vec<u8> {
     let body = format!("{reason}\r\n\r\n{detail}\r\n");
-    let head = ResponseHead {
-        status: format!("{code} {reason}"),
-        code,
-        headers: vec![
-            (
-                "Content-Type".to_owned(),
-                "text/plain; charset=utf-8".to_owned(),
-            ),
-            ("Content-Length".to_owned(), body.len().to_string()),
-        ],
-        content_length: Some(body.len() as u64),
-        close: true,
-    };
-    let mut out = Vec::with_capacity(256);
+    // Server-made: the reasons and header values are ASCII, written as they are.
+    let mut head = ResponseHead::open(version, code);
+    head.wire
+        .extend_from_slice(format!("{code} {reason}\r\n").as_bytes());
+    header(
+        &mut head.wire,
+        b"Content-Type",
+        b"text/plain; charset=utf-8",
+    );
+    header(
+        &mut head.wire,
+        b"Content-Length",
+        body.len().to_string().as_bytes(),
+    );
+    head.content_length = Some(body.len() as u64);
+    head.close = true;
+    let mut out = Vec::new();
     let req = RequestInfo {
         version,
         is_head: false,
         keep_alive: false,
     };
-    let mut enc = ResponseEncoder::start(&mut out, req, &head, None, ident);
+    let mut enc = ResponseEncoder::start(&mut out, req, head, None, ident);
     enc.body(&mut out, body.as_bytes());
     enc.finish(&mut out);
     out
@@ -240,17 +318,18 @@ pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 mod tests {
     use super::*;
 
-    fn head(status: &str, headers: &[(&str, &str)], cl: Option<u64>) -> ResponseHead {
-        ResponseHead {
-            status: status.to_owned(),
-            code: status[..3].parse().unwrap(),
-            headers: headers
-                .iter()
-                .map(|(a, b)| (a.to_string(), b.to_string()))
-                .collect(),
-            content_length: cl,
-            close: false,
+    fn head(
+        version: Version,
+        status: &str,
+        headers: &[(&str, &str)],
+        cl: Option<u64>,
+    ) -> ResponseHead {
+        let mut h = ResponseHead::new(version, status[..3].parse().unwrap(), status).unwrap();
+        for (name, value) in headers {
+            h.push_header(name, value).unwrap();
         }
+        h.content_length = cl;
+        h
     }
 
     const H11: RequestInfo = RequestInfo {
@@ -269,7 +348,7 @@ mod tests {
         let mut e = ResponseEncoder::start(
             &mut out,
             H11,
-            &head("200 OK", &[], None),
+            head(H11.version, "200 OK", &[], None),
             Some(5),
             Some("maitre"),
         );
@@ -286,7 +365,13 @@ mod tests {
     #[test]
     fn unknown_length_is_chunked_on_11() {
         let mut out = Vec::new();
-        let mut e = ResponseEncoder::start(&mut out, H11, &head("200 OK", &[], None), None, None);
+        let mut e = ResponseEncoder::start(
+            &mut out,
+            H11,
+            head(H11.version, "200 OK", &[], None),
+            None,
+            None,
+        );
         let start = out.len();
         e.body(&mut out, b"hello");
         e.body(&mut out, b"");
@@ -306,7 +391,13 @@ mod tests {
             version: Version::Http10,
             ..H11
         };
-        let mut e = ResponseEncoder::start(&mut out, req, &head("200 OK", &[], None), None, None);
+        let mut e = ResponseEncoder::start(
+            &mut out,
+            req,
+            head(req.version, "200 OK", &[], None),
+            None,
+            None,
+        );
         e.body(&mut out, b"abc");
         assert!(!e.finish(&mut out));
         let t = text(&out);
@@ -322,8 +413,13 @@ mod tests {
             version: Version::Http10,
             ..H11
         };
-        let mut e =
-            ResponseEncoder::start(&mut out, req, &head("200 OK", &[], Some(0)), None, None);
+        let mut e = ResponseEncoder::start(
+            &mut out,
+            req,
+            head(req.version, "200 OK", &[], Some(0)),
+            None,
+            None,
+        );
         assert!(e.finish(&mut out));
         assert!(text(&out).contains("Connection: Keep-Alive\r\n"));
     }
@@ -331,8 +427,13 @@ mod tests {
     #[test]
     fn never_more_than_declared() {
         let mut out = Vec::new();
-        let h = head("200 OK", &[("Content-Length", "3")], Some(3));
-        let mut e = ResponseEncoder::start(&mut out, H11, &h, None, None);
+        let h = head(
+            Version::Http11,
+            "200 OK",
+            &[("Content-Length", "3")],
+            Some(3),
+        );
+        let mut e = ResponseEncoder::start(&mut out, H11, h, None, None);
         let start = out.len();
         e.body(&mut out, b"abcdef");
         assert!(!e.finish(&mut out));
@@ -342,8 +443,13 @@ mod tests {
     #[test]
     fn body_by_reference_frames_or_declines() {
         let mut out = Vec::new();
-        let h = head("200 OK", &[("Content-Length", "5")], Some(5));
-        let mut e = ResponseEncoder::start(&mut out, H11, &h, None, None);
+        let h = head(
+            Version::Http11,
+            "200 OK",
+            &[("Content-Length", "5")],
+            Some(5),
+        );
+        let mut e = ResponseEncoder::start(&mut out, H11, h, None, None);
         let start = out.len();
         assert_eq!(e.body_by_reference(&mut out, 5), Some(&b""[..]));
         assert_eq!(out.len(), start);
@@ -355,7 +461,13 @@ mod tests {
         assert!(e.finish(&mut out));
 
         let mut out = Vec::new();
-        let mut e = ResponseEncoder::start(&mut out, H11, &head("200 OK", &[], None), None, None);
+        let mut e = ResponseEncoder::start(
+            &mut out,
+            H11,
+            head(H11.version, "200 OK", &[], None),
+            None,
+            None,
+        );
         let start = out.len();
         assert_eq!(e.body_by_reference(&mut out, 26), Some(&b"\r\n"[..]));
         assert_eq!(&out[start..], b"1a\r\n");
@@ -365,15 +477,26 @@ mod tests {
             is_head: true,
             ..H11
         };
-        let mut e = ResponseEncoder::start(&mut out, req, &head("200 OK", &[], None), None, None);
+        let mut e = ResponseEncoder::start(
+            &mut out,
+            req,
+            head(req.version, "200 OK", &[], None),
+            None,
+            None,
+        );
         assert_eq!(e.body_by_reference(&mut out, 5), None, "HEAD sends no body");
     }
 
     #[test]
     fn fewer_than_declared_closes() {
         let mut out = Vec::new();
-        let h = head("200 OK", &[("Content-Length", "10")], Some(10));
-        let mut e = ResponseEncoder::start(&mut out, H11, &h, None, None);
+        let h = head(
+            Version::Http11,
+            "200 OK",
+            &[("Content-Length", "10")],
+            Some(10),
+        );
+        let mut e = ResponseEncoder::start(&mut out, H11, h, None, None);
         e.body(&mut out, b"abc");
         assert!(!e.finish(&mut out));
     }
@@ -392,8 +515,13 @@ mod tests {
             ),
         ] {
             let mut out = Vec::new();
-            let mut e =
-                ResponseEncoder::start(&mut out, req, &head(status, &[], None), Some(5), None);
+            let mut e = ResponseEncoder::start(
+                &mut out,
+                req,
+                head(req.version, status, &[], None),
+                Some(5),
+                None,
+            );
             let start = out.len();
             e.body(&mut out, b"hello");
             assert!(e.finish(&mut out), "{status}");
@@ -406,7 +534,13 @@ mod tests {
             is_head: true,
             ..H11
         };
-        ResponseEncoder::start(&mut out, req, &head("200 OK", &[], None), Some(5), None);
+        ResponseEncoder::start(
+            &mut out,
+            req,
+            head(req.version, "200 OK", &[], None),
+            Some(5),
+            None,
+        );
         assert!(text(&out).contains("Content-Length: 5\r\n"));
     }
 
@@ -414,18 +548,45 @@ mod tests {
     fn app_connection_close_and_own_date_server() {
         let mut out = Vec::new();
         let mut h = head(
+            Version::Http11,
             "200 OK",
             &[("Connection", "close"), ("Date", "x"), ("Server", "app")],
             Some(0),
         );
         h.close = true;
-        let mut e = ResponseEncoder::start(&mut out, H11, &h, None, Some("maitre"));
+        let mut e = ResponseEncoder::start(&mut out, H11, h, None, Some("maitre"));
         assert!(!e.finish(&mut out));
         let t = text(&out);
         assert_eq!(t.matches("Date:").count(), 1);
         assert!(t.contains("Server: app\r\n") && !t.contains("maitre"));
         assert_eq!(t.matches("Connection:").count(), 1);
         assert!(t.contains("Connection: close\r\n"));
+    }
+
+    #[test]
+    fn headers_are_latin1() {
+        let mut h = head(Version::Http11, "200 Ça va", &[("X-Name", "café")], Some(0));
+        assert_eq!(h.push_header("X-Euro", "5 €"), Err('€'));
+        let mut out = Vec::new();
+        ResponseEncoder::start(&mut out, H11, h, None, None);
+        assert!(out.starts_with(b"HTTP/1.1 200 \xc7a va\r\nX-Name: caf\xe9\r\nDate: "));
+        assert!(
+            !text(&out).contains("X-Euro"),
+            "a failed header leaves nothing behind"
+        );
+        assert_eq!(
+            ResponseHead::new(Version::Http11, 200, "200 €").err(),
+            Some('€')
+        );
+    }
+
+    #[test]
+    fn decimal() {
+        for n in [0u64, 7, 10, 1234567890, u64::MAX] {
+            let mut out = Vec::new();
+            push_decimal(&mut out, n);
+            assert_eq!(out, n.to_string().as_bytes());
+        }
     }
 
     #[test]

@@ -83,7 +83,7 @@ impl StartResponse {
     /// Writes the head into the output if it has not gone out yet.
     fn start(&mut self, known_len: Option<u64>) -> PyResult<()> {
         if self.encoder.is_none() {
-            let Some(head) = &self.head else {
+            let Some(head) = self.head.take() else {
                 return Err(PyAssertionError::new_err(
                     "the application sent body data before calling start_response",
                 ));
@@ -141,9 +141,10 @@ impl StartResponse {
     /// length is known and head, body and end travel as one completion.
     pub fn send_all(&mut self, chunks: &[Bound<'_, PyBytes>]) -> PyResult<()> {
         let total: usize = chunks.iter().map(|c| c.as_bytes().len()).sum();
-        // One allocation for head and body in the common (small) case.
-        self.out
-            .reserve(512 + if total < ZERO_COPY_MIN { total } else { 0 });
+        // Head and a small body share the head's buffer: one allocation.
+        if let (Some(head), true) = (&mut self.head, total < ZERO_COPY_MIN) {
+            head.reserve(total + 128);
+        }
         self.start(Some(total as u64))?;
         for chunk in chunks {
             self.push_body(chunk);
@@ -224,8 +225,7 @@ impl StartResponse {
         let status = status
             .cast::<PyString>()
             .map_err(|_| PyAssertionError::new_err(format!("status {status} is not a string")))?
-            .to_cow()?
-            .into_owned();
+            .to_str()?;
         if status.contains(['\r', '\n']) {
             return Err(PyValueError::new_err(
                 "carriage return/line feed character present in status",
@@ -242,11 +242,8 @@ impl StartResponse {
                     "status {status:?} must start with a three-digit code and a space, e.g. '200 OK'"
                 ))
             })?;
-        let mut head = ResponseHead {
-            status,
-            code,
-            ..ResponseHead::default()
-        };
+        let mut head = ResponseHead::new(self.req.version, code, status)
+            .map_err(|c| not_latin1("status", status, c))?;
         for item in headers.try_iter()? {
             let item = item?;
             let (name, value): (Bound<'_, PyAny>, Bound<'_, PyAny>) =
@@ -258,8 +255,8 @@ impl StartResponse {
                     "header name and value must be strings: {item}"
                 )));
             };
-            let (name, value) = (name.to_cow()?.into_owned(), value.to_cow()?.into_owned());
-            if !is_token(&name) {
+            let (name, value) = (name.to_str()?, value.to_str()?);
+            if !is_token(name) {
                 return Err(PyValueError::new_err(format!(
                     "invalid header name {name:?}"
                 )));
@@ -269,27 +266,35 @@ impl StartResponse {
                     "carriage return/line feed character present in header value",
                 ));
             }
-            let lower = name.to_ascii_lowercase();
-            if lower == "content-length" {
+            if name.eq_ignore_ascii_case("content-length") {
                 head.content_length = Some(
                     parse_content_length(value.trim().as_bytes()).ok_or_else(|| {
                         PyValueError::new_err(format!("invalid Content-Length {value:?}"))
                     })?,
                 );
-            } else if lower == "connection" {
+            } else if name.eq_ignore_ascii_case("connection") {
                 head.close |= value
                     .split(',')
                     .any(|t| t.trim().eq_ignore_ascii_case("close"));
-            } else if HOP_BY_HOP.contains(&lower.as_str()) {
+            } else if HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name)) {
                 return Err(PyAssertionError::new_err(format!(
                     "{name} is a hop-by-hop header; a WSGI application cannot send it (PEP 3333)"
                 )));
             }
-            head.headers.push((name, value));
+            head.push_header(name, value)
+                .map_err(|c| not_latin1(name, value, c))?;
         }
         self.head = Some(head);
         Ok(())
     }
+}
+
+/// PEP 3333: status and headers are native strings holding latin-1 only.
+fn not_latin1(what: &str, text: &str, c: char) -> PyErr {
+    PyValueError::new_err(format!(
+        "{what} value {text:?} holds {c:?}, which latin-1 cannot encode; \
+         HTTP headers carry latin-1 only (PEP 3333): encode it, e.g. as RFC 8187 or percent-escapes"
+    ))
 }
 
 fn is_token(name: &str) -> bool {
@@ -317,7 +322,7 @@ impl StartResponse {
                     // Too late to change the response: re-raise for the server to handle.
                     return Err(PyErr::from_value(info.get_item(1)?));
                 }
-                None if this.head.is_some() => {
+                None if this.head.is_some() || this.head_sent() => {
                     return Err(PyAssertionError::new_err(
                         "start_response called a second time without providing exc_info",
                     ));
