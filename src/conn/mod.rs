@@ -593,6 +593,7 @@ mod tests {
     use super::*;
     use crate::http::body::BodyReader;
     use crate::workers::queue::JobReceiver;
+    use smallvec::smallvec;
     use std::io::Write as _;
     use std::net::{TcpListener, TcpStream as StdStream};
 
@@ -679,7 +680,7 @@ mod tests {
         fn complete(&mut self, data: &[u8], kind: Kind) -> Next {
             let c = Completion {
                 conn: self.conn.id,
-                data: vec![Piece::Owned(data.to_vec())],
+                data: smallvec![Piece::Owned(data.to_vec())],
                 kind,
             };
             let (conn, mut ctx) = self.ctx();

@@ -8,7 +8,7 @@ use std::fs::File;
 use std::io::{self, IoSlice, Read, Seek, SeekFrom, Write};
 
 use crate::http::body::temp_file;
-use crate::workers::Piece;
+use crate::workers::{Piece, Pieces};
 
 /// Bytes read back from the spill file per write attempt.
 const SPILL_READ: usize = 64 * 1024;
@@ -50,7 +50,7 @@ impl OutBuffer {
     /// what `sink` takes at once, all pieces in one vectored call (a head and
     /// its body leave together): output the socket accepts is then never
     /// copied, nor spilled to disk. Returns the bytes written to `sink`.
-    pub fn push_through(&mut self, pieces: Vec<Piece>, sink: &mut impl Write) -> io::Result<usize> {
+    pub fn push_through(&mut self, pieces: Pieces, sink: &mut impl Write) -> io::Result<usize> {
         let written = if self.is_empty() {
             write_vectored_until_blocked(&pieces, sink)?
         } else {
@@ -207,6 +207,7 @@ fn write_vectored_until_blocked(pieces: &[Piece], sink: &mut impl Write) -> io::
 #[cfg(test)]
 mod tests {
     use super::*;
+    use smallvec::smallvec;
 
     /// A sink that takes at most `room` bytes per call, then would block.
     struct Trickle {
@@ -240,7 +241,7 @@ mod tests {
         };
         // The socket takes 3 bytes; 7 stay queued, past overflow: spilled.
         assert_eq!(
-            out.push_through(vec![Piece::Owned(b"0123456789".to_vec())], &mut sink)
+            out.push_through(smallvec![Piece::Owned(b"0123456789".to_vec())], &mut sink)
                 .unwrap(),
             3
         );
@@ -248,7 +249,7 @@ mod tests {
         // Something is queued now: later output waits behind it.
         sink.calls_left = 1;
         assert_eq!(
-            out.push_through(vec![Piece::Owned(b"ab".to_vec())], &mut sink)
+            out.push_through(smallvec![Piece::Owned(b"ab".to_vec())], &mut sink)
                 .unwrap(),
             0
         );
@@ -262,7 +263,7 @@ mod tests {
         sink.got.clear();
         sink.calls_left = 1;
         assert_eq!(
-            out.push_through(vec![Piece::Owned(b"hello".to_vec())], &mut sink)
+            out.push_through(smallvec![Piece::Owned(b"hello".to_vec())], &mut sink)
                 .unwrap(),
             3
         );
@@ -295,7 +296,7 @@ mod tests {
     #[test]
     fn pieces_leave_in_one_vectored_write_or_queue_from_where_it_stopped() {
         let pieces = || {
-            vec![
+            smallvec![
                 Piece::Owned(b"head|".to_vec()),
                 Piece::Owned(b"body".to_vec()),
             ]

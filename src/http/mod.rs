@@ -23,6 +23,20 @@ impl Version {
     }
 }
 
+/// `n` in decimal ASCII, written into `buf` without going through `fmt` or the heap.
+pub fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    &buf[i..]
+}
+
 /// Why a request is refused before it reaches the app; each maps to one status.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RequestError {
@@ -53,6 +67,16 @@ impl RequestError {
                 "the request header block exceeds max_request_header_size"
             }
             RequestError::BodyTooLarge => "the request body exceeds max_request_body_size",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn decimal() {
+        for n in [0u64, 7, 10, 1234567890, u64::MAX] {
+            assert_eq!(super::decimal(n, &mut [0; 20]), n.to_string().as_bytes());
         }
     }
 }

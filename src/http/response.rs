@@ -3,7 +3,7 @@
 //! (never more than a declared Content-Length; chunked or close-delimited when
 //! the length is unknown; no body where HTTP forbids one).
 
-use super::{date, Version};
+use super::{date, decimal, Version};
 
 /// What the request means for its response.
 #[derive(Clone, Copy, Debug)]
@@ -142,7 +142,7 @@ impl ResponseEncoder {
         if head.content_length.is_none() && !no_body_status {
             if let Some(n) = known_len {
                 out.extend_from_slice(b"Content-Length: ");
-                push_decimal(out, n);
+                out.extend_from_slice(decimal(n, &mut [0; 20]));
                 out.extend_from_slice(b"\r\n");
             }
         }
@@ -243,21 +243,6 @@ fn header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
-}
-
-/// Appends `n` in decimal, without going through `fmt`.
-pub fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
 }
 
 fn push_hex(out: &mut Vec<u8>, mut n: usize) {
@@ -578,15 +563,6 @@ mod tests {
             ResponseHead::new(Version::Http11, 200, "200 €").err(),
             Some('€')
         );
-    }
-
-    #[test]
-    fn decimal() {
-        for n in [0u64, 7, 10, 1234567890, u64::MAX] {
-            let mut out = Vec::new();
-            push_decimal(&mut out, n);
-            assert_eq!(out, n.to_string().as_bytes());
-        }
     }
 
     #[test]

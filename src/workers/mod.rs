@@ -13,6 +13,7 @@ use crossbeam_channel::Sender;
 use mio::Waker;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
+use smallvec::SmallVec;
 
 use crate::conn::{ConnId, ConnShared};
 use crate::http::body::BodyReader;
@@ -54,9 +55,12 @@ pub enum Kind {
 pub struct Completion {
     pub conn: ConnId,
     /// Response bytes, in order.
-    pub data: Vec<Piece>,
+    pub data: Pieces,
     pub kind: Kind,
 }
+
+/// A completion's bytes: usually one piece (a whole small response), so inline.
+pub type Pieces = SmallVec<[Piece; 2]>;
 
 /// A run of response bytes: built by the worker, or a large `bytes` object
 /// the app returned, written from Python's own buffer without a copy.

@@ -2,27 +2,39 @@
 //! percent-decoded, headers become `HTTP_*` (names with `_` are dropped so they
 //! cannot pose as their `-` twins), repeats are joined with `, `.
 
-use std::net::SocketAddr;
+use std::borrow::Cow;
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
 
-use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
+use pyo3::{ffi, intern};
 
 use crate::config::Config;
 use crate::http::parse::RequestHead;
-use crate::http::Version;
+use crate::http::{decimal, Version};
 
 use super::input::InputStream;
 use super::WsgiContext;
 
-/// Bytes to a Python str, one code point per byte (latin-1).
-pub fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
-    if bytes.is_ascii() {
-        // ASCII is valid UTF-8, so this never takes the lossy path.
-        return PyString::new(py, &String::from_utf8_lossy(bytes));
-    }
-    let s: String = bytes.iter().map(|&b| char::from(b)).collect();
-    PyString::new(py, &s)
+/// Bytes to a Python str, one code point per byte (latin-1), by CPython's
+/// own decoder: one pass, no Rust string on the way.
+pub fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyString>> {
+    // SAFETY: the pointer and length describe `bytes`, which outlives the call
+    // (CPython copies them); a null `errors` means strict, which cannot fail
+    // for latin-1 (every byte is a code point). The result is a new reference,
+    // or null with an exception set (out of memory), which becomes the Err.
+    let obj = unsafe {
+        Bound::from_owned_ptr_or_err(
+            py,
+            ffi::PyUnicode_DecodeLatin1(
+                bytes.as_ptr().cast(),
+                bytes.len() as ffi::Py_ssize_t,
+                std::ptr::null(),
+            ),
+        )
+    }?;
+    Ok(obj.cast_into::<PyString>()?)
 }
 
 /// Splits a request target into (path, query): origin form, absolute form
@@ -45,7 +57,10 @@ pub fn split_target(target: &[u8]) -> (&[u8], &[u8]) {
 }
 
 /// `%XX` to the byte it names; malformed escapes stay as they are.
-pub fn percent_decode(input: &[u8]) -> Vec<u8> {
+pub fn percent_decode(input: &[u8]) -> Cow<'_, [u8]> {
+    if !input.contains(&b'%') {
+        return Cow::Borrowed(input);
+    }
     fn hex(b: u8) -> Option<u8> {
         (b as char).to_digit(16).map(|d| d as u8)
     }
@@ -62,7 +77,40 @@ pub fn percent_decode(input: &[u8]) -> Vec<u8> {
         out.push(input[i]);
         i += 1;
     }
-    out
+    Cow::Owned(out)
+}
+
+/// A port (or any number) as a Python str, without a Rust `String` on the way.
+fn number<'py>(py: Python<'py>, n: u16) -> PyResult<Bound<'py, PyString>> {
+    latin1(py, decimal(n.into(), &mut [0; 20]))
+}
+
+/// REMOTE_ADDR: IPv4 written by hand (the common case, and `fmt` costs more
+/// than the rest of the environ key); IPv6 through `fmt`, still on the stack.
+fn ip_text(ip: IpAddr, buf: &mut [u8; 64]) -> &[u8] {
+    let mut len = 0;
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    buf[len] = b'.';
+                    len += 1;
+                }
+                let mut scratch = [0; 20];
+                let digits = decimal(octet.into(), &mut scratch);
+                buf[len..len + digits.len()].copy_from_slice(digits);
+                len += digits.len();
+            }
+        }
+        IpAddr::V6(v6) => {
+            let mut rest = &mut buf[..];
+            // 45 bytes is the longest IPv6 text, so this cannot run out of room.
+            if write!(rest, "{v6}").is_ok() {
+                len = 64 - rest.len();
+            }
+        }
+    }
+    &buf[..len]
 }
 
 /// PATH_INFO once `url_prefix` (the SCRIPT_NAME) is taken off its front.
@@ -145,7 +193,7 @@ impl HeaderKeys {
 }
 
 /// REQUEST_METHOD: the usual methods as interned strings.
-fn method<'py>(py: Python<'py>, method: &[u8]) -> Bound<'py, PyString> {
+fn method<'py>(py: Python<'py>, method: &[u8]) -> PyResult<Bound<'py, PyString>> {
     let known = match method {
         b"GET" => intern!(py, "GET"),
         b"POST" => intern!(py, "POST"),
@@ -156,7 +204,7 @@ fn method<'py>(py: Python<'py>, method: &[u8]) -> Bound<'py, PyString> {
         b"OPTIONS" => intern!(py, "OPTIONS"),
         other => return latin1(py, other),
     };
-    known.clone()
+    Ok(known.clone())
 }
 
 pub struct RequestMeta<'a> {
@@ -179,22 +227,22 @@ pub fn build<'py>(
     let head = meta.head;
     let (path, query) = split_target(head.target());
     let path = percent_decode(path);
-    env.set_item(intern!(py, "REQUEST_METHOD"), method(py, head.method()))?;
+    env.set_item(intern!(py, "REQUEST_METHOD"), method(py, head.method())?)?;
     env.set_item(
         intern!(py, "PATH_INFO"),
-        latin1(py, strip_prefix(&path, &cfg.url_prefix)),
+        latin1(py, strip_prefix(&path, &cfg.url_prefix))?,
     )?;
-    env.set_item(intern!(py, "QUERY_STRING"), latin1(py, query))?;
+    env.set_item(intern!(py, "QUERY_STRING"), latin1(py, query)?)?;
     let protocol = match head.version {
         Version::Http10 => intern!(py, "HTTP/1.0"),
         Version::Http11 => intern!(py, "HTTP/1.1"),
     };
     env.set_item(intern!(py, "SERVER_PROTOCOL"), protocol)?;
-    env.set_item(intern!(py, "SERVER_PORT"), meta.server_port.to_string())?;
-    let ip = PyString::new(py, &meta.peer.ip().to_string());
+    env.set_item(intern!(py, "SERVER_PORT"), number(py, meta.server_port)?)?;
+    let ip = latin1(py, ip_text(meta.peer.ip(), &mut [0; 64]))?;
     env.set_item(intern!(py, "REMOTE_ADDR"), &ip)?;
     env.set_item(intern!(py, "REMOTE_HOST"), ip)?;
-    env.set_item(intern!(py, "REMOTE_PORT"), meta.peer.port().to_string())?;
+    env.set_item(intern!(py, "REMOTE_PORT"), number(py, meta.peer.port())?)?;
     for (name, value) in head.header_pairs() {
         if meta.content_length.is_some()
             && (name.eq_ignore_ascii_case(b"content-length")
@@ -208,10 +256,10 @@ pub fn build<'py>(
         let value = crate::http::parse::trim(value);
         match env.get_item(&key)? {
             Some(prev) => {
-                let joined = format!("{}, {}", prev.extract::<String>()?, latin1(py, value));
+                let joined = format!("{}, {}", prev.extract::<String>()?, latin1(py, value)?);
                 env.set_item(key, joined)?;
             }
-            None => env.set_item(key, latin1(py, value))?,
+            None => env.set_item(key, latin1(py, value)?)?,
         }
     }
     if let Some(n) = meta.content_length {
@@ -240,11 +288,37 @@ mod tests {
 
     #[test]
     fn percent() {
-        assert_eq!(percent_decode(b"/caf%C3%A9"), b"/caf\xc3\xa9");
-        assert_eq!(percent_decode(b"/a%2Fb"), b"/a/b");
-        assert_eq!(percent_decode(b"/bad%zz%4"), b"/bad%zz%4");
-        assert_eq!(percent_decode(b"%41"), b"A");
-        assert_eq!(percent_decode(b"%"), b"%");
+        assert_eq!(&*percent_decode(b"/caf%C3%A9"), b"/caf\xc3\xa9");
+        assert_eq!(&*percent_decode(b"/a%2Fb"), b"/a/b");
+        assert_eq!(&*percent_decode(b"/bad%zz%4"), b"/bad%zz%4");
+        assert_eq!(&*percent_decode(b"%41"), b"A");
+        assert_eq!(&*percent_decode(b"%"), b"%");
+        assert!(matches!(
+            percent_decode(b"/plain"),
+            Cow::Borrowed(b"/plain")
+        ));
+    }
+
+    #[test]
+    fn ip_texts() {
+        for ip in [
+            "127.0.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "10.20.3.4",
+            "::1",
+            "fe80::1:2",
+        ] {
+            let addr: IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_text(addr, &mut [0; 64]), ip.as_bytes());
+        }
+        let longest: IpAddr = "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            ip_text(longest, &mut [0; 64]),
+            longest.to_string().as_bytes()
+        );
     }
 
     #[test]

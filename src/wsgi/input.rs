@@ -12,7 +12,7 @@ use pyo3::types::{PyBytes, PyList};
 use crate::conn::{ConnId, ConnShared};
 use crate::http::body::BodyReader;
 use crate::http::RequestError;
-use crate::workers::{Completion, Kind, LoopHandle};
+use crate::workers::{Completion, Kind, LoopHandle, Pieces};
 
 enum Source {
     Ready(BodyReader),
@@ -63,7 +63,7 @@ impl InputStream {
         {
             handle.send(Completion {
                 conn: *conn,
-                data: Vec::new(),
+                data: Pieces::new(),
                 kind: Kind::Continue,
             });
             let shared = Arc::clone(shared);

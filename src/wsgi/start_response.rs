@@ -11,7 +11,7 @@ use pyo3::types::{PyBytes, PyString};
 use crate::conn::{ConnId, ConnShared};
 use crate::http::parse::parse_content_length;
 use crate::http::response::{RequestInfo, ResponseEncoder, ResponseHead};
-use crate::workers::{Completion, Kind, LoopHandle, Piece, PyBytesSlice};
+use crate::workers::{Completion, Kind, LoopHandle, Piece, Pieces, PyBytesSlice};
 
 /// Headers an application must not send (PEP 3333); `Connection` is allowed
 /// so an app can ask for the connection to close.
@@ -40,7 +40,7 @@ pub struct StartResponse {
     encoder: Option<ResponseEncoder>,
     /// Output being built, and the pieces before it (see `push_body`).
     out: Vec<u8>,
-    pieces: Vec<Piece>,
+    pieces: Pieces,
     finished: bool,
 }
 
@@ -67,7 +67,7 @@ impl StartResponse {
             head: None,
             encoder: None,
             out: Vec::new(),
-            pieces: Vec::new(),
+            pieces: Pieces::new(),
             finished: false,
         }
     }

@@ -7,13 +7,14 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{IntoPyDict, PyBytes, PyDict, PyList, PyTuple};
+use smallvec::SmallVec;
 
 use crate::http::parse::{BodyFraming, RequestHead};
 use crate::http::response::{simple_response, RequestInfo};
 use crate::http::RequestError;
 use crate::stats::{decr, incr};
 use crate::workers::pool::WorkerShared;
-use crate::workers::{Completion, Job, JobBody, Kind};
+use crate::workers::{Completion, Job, JobBody, Kind, Pieces};
 
 use super::environ::{self, RequestMeta};
 use super::input::InputStream;
@@ -83,7 +84,7 @@ impl<'a, 'py> Task<'a, 'py> {
                 log::error!(target: "maitre", "could not set up a request: {e}");
                 shared.handle.send(Completion {
                     conn,
-                    data: Vec::new(),
+                    data: Pieces::new(),
                     kind: Kind::Abort,
                 });
                 return;
@@ -145,19 +146,17 @@ fn send_result<'py>(
     responder: &Bound<'py, StartResponse>,
 ) -> PyResult<()> {
     // A list or tuple is already complete: send it whole, with its length.
-    let whole: Option<Vec<Bound<'py, PyAny>>> = if let Ok(list) = result.cast_exact::<PyList>() {
-        Some(list.iter().collect())
+    // Usually one or two items: kept inline, no allocation.
+    type Whole<'py> = SmallVec<[Bound<'py, PyBytes>; 4]>;
+    let whole: Option<PyResult<Whole<'py>>> = if let Ok(list) = result.cast_exact::<PyList>() {
+        Some(list.iter().map(|i| as_bytes(&i).cloned()).collect())
     } else if let Ok(tuple) = result.cast_exact::<PyTuple>() {
-        Some(tuple.iter().collect())
+        Some(tuple.iter().map(|i| as_bytes(&i).cloned()).collect())
     } else {
         None
     };
-    if let Some(items) = whole {
-        let chunks = items
-            .iter()
-            .map(|i| as_bytes(i).cloned())
-            .collect::<PyResult<Vec<_>>>()?;
-        return responder.borrow_mut().send_all(&chunks);
+    if let Some(chunks) = whole {
+        return responder.borrow_mut().send_all(&chunks?);
     }
     for item in result.try_iter()? {
         let item = item?;
