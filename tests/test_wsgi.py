@@ -103,6 +103,8 @@ def test_environ_basic_keys(serve):
     assert "HTTP_CONTENT_LENGTH" not in env
     assert env["__body__"] == "abc"
     assert env["wsgi.url_scheme"] == "http"
+    # no placeholder of the base environ is left unset
+    assert "NoneType" not in env["__types__"].values(), env["__types__"]
     # every CGI-style key (no dot) holds a native str
     for key, type_name in env["__types__"].items():
         if "." not in key:

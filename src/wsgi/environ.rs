@@ -207,6 +207,21 @@ fn method<'py>(py: Python<'py>, method: &[u8]) -> PyResult<Bound<'py, PyString>>
     Ok(known.clone())
 }
 
+/// The keys `build` sets on every request (`WsgiContext` gives the base
+/// environ a placeholder for each).
+pub const PER_REQUEST_KEYS: [&str; 10] = [
+    "REQUEST_METHOD",
+    "PATH_INFO",
+    "QUERY_STRING",
+    "SERVER_PROTOCOL",
+    "SERVER_PORT",
+    "REMOTE_ADDR",
+    "REMOTE_HOST",
+    "REMOTE_PORT",
+    "wsgi.input",
+    "wsgi.errors",
+];
+
 pub struct RequestMeta<'a> {
     pub head: &'a RequestHead,
     pub peer: SocketAddr,

@@ -10,7 +10,7 @@ pub mod task;
 use std::sync::Arc;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyTuple};
+use pyo3::types::{PyDict, PyString, PyTuple};
 
 use crate::config::Config;
 use file_wrapper::FileWrapper;
@@ -30,17 +30,26 @@ pub struct WsgiContext {
 impl WsgiContext {
     pub fn new(py: Python<'_>, cfg: &Config) -> PyResult<Self> {
         let base = PyDict::new(py);
-        base.set_item("wsgi.version", PyTuple::new(py, [1, 0])?)?;
-        base.set_item("wsgi.url_scheme", &cfg.url_scheme)?;
-        base.set_item("wsgi.multithread", true)?;
-        base.set_item("wsgi.multiprocess", cfg.multiprocess)?;
-        base.set_item("wsgi.run_once", false)?;
-        base.set_item("wsgi.input_terminated", true)?;
-        base.set_item("wsgi.file_wrapper", py.get_type::<FileWrapper>())?;
-        base.set_item("SERVER_NAME", &cfg.server_name)?;
-        base.set_item("SCRIPT_NAME", &cfg.url_prefix)?;
+        // Interned keys: `environ::build` sets its keys with `intern!`, the
+        // same objects, so each lookup is an identity check.
+        let key = |k: &str| PyString::intern(py, k);
+        base.set_item(key("wsgi.version"), PyTuple::new(py, [1, 0])?)?;
+        base.set_item(key("wsgi.url_scheme"), &cfg.url_scheme)?;
+        base.set_item(key("wsgi.multithread"), true)?;
+        base.set_item(key("wsgi.multiprocess"), cfg.multiprocess)?;
+        base.set_item(key("wsgi.run_once"), false)?;
+        base.set_item(key("wsgi.input_terminated"), true)?;
+        base.set_item(key("wsgi.file_wrapper"), py.get_type::<FileWrapper>())?;
+        base.set_item(key("SERVER_NAME"), &cfg.server_name)?;
+        base.set_item(key("SCRIPT_NAME"), &cfg.url_prefix)?;
         if let Some(ident) = &cfg.ident {
-            base.set_item("SERVER_SOFTWARE", ident)?;
+            base.set_item(key("SERVER_SOFTWARE"), ident)?;
+        }
+        // Placeholders for the keys every request sets. A copy of the base
+        // then has room for them (CPython clones a dict's table at its size),
+        // so a request overwrites in place instead of resizing the dict twice.
+        for name in environ::PER_REQUEST_KEYS {
+            base.set_item(key(name), py.None())?;
         }
         let logger = py
             .import("logging")?

@@ -331,7 +331,7 @@ impl StartResponse {
             }
             this.set_head(status, headers)?;
         }
-        slf.getattr("write")
+        slf.getattr(pyo3::intern!(slf.py(), "write"))
     }
 
     /// The legacy `write(data)` callable start_response returns.
