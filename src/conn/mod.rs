@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 use parking_lot::{Condvar, Mutex};
+use socket2::SockRef;
 
 use crate::config::Config;
 use crate::http::body::{BodyDecoder, BodyReader, Spool};
@@ -131,26 +132,26 @@ impl BodyState {
         }
     }
 
-    /// Reads with `read` straight into the body, skipping the input buffer
+    /// Reads from `socket` straight into the body, skipping the input buffer
     /// and the decoder, when the rest of a declared-length body is held in
     /// memory (its length was checked against the limit before the spool was
     /// sized). `None` when the bytes must go through the decoder. Returns
     /// (bytes read, bytes asked for).
-    fn read_direct(
-        &mut self,
-        read: impl FnOnce(&mut [u8]) -> io::Result<usize>,
-    ) -> Option<io::Result<(usize, usize)>> {
+    fn read_direct(&mut self, socket: &TcpStream) -> Option<io::Result<(usize, usize)>> {
         let BodyDecoder::Length { remaining } = &mut self.decoder else {
             return None;
         };
-        let room = self.spool.unfilled();
-        if *remaining == 0 || *remaining != room.len() as u64 {
+        let room = self.spool.spare();
+        if *remaining == 0 || *remaining > room.len() as u64 {
             return None;
         }
+        let room = &mut room[..*remaining as usize];
         let asked = room.len();
-        Some(read(room).map(|n| {
+        Some(SockRef::from(socket).recv(room).map(|n| {
             *remaining -= n as u64;
-            self.spool.filled(n);
+            // SAFETY: socket2's `recv` passes `room` to recv(2), which
+            // initialised the first `n` bytes it returns; `n <= room.len()`.
+            unsafe { self.spool.assume_filled(n) };
             (n, asked)
         }))
     }
@@ -402,7 +403,7 @@ impl Conn {
             } if self.inbuf.is_empty() => Some(body),
             _ => None,
         };
-        if let Some(direct) = body.and_then(|b| b.read_direct(|room| socket.read(room))) {
+        if let Some(direct) = body.and_then(|b| b.read_direct(socket)) {
             return direct;
         }
         let n = self.socket.read(scratch)?;
