@@ -317,6 +317,37 @@ mod tests {
         h
     }
 
+    /// A response with no app headers, its head written: (output, encoder).
+    fn started(
+        req: RequestInfo,
+        status: &str,
+        cl: Option<u64>,
+        known: Option<u64>,
+    ) -> (Vec<u8>, ResponseEncoder) {
+        let mut out = Vec::new();
+        let e = ResponseEncoder::start(
+            &mut out,
+            req,
+            head(req.version, status, &[], cl),
+            known,
+            None,
+        );
+        (out, e)
+    }
+
+    /// An HTTP/1.1 response whose app declared `Content-Length: n`, head written.
+    fn declared(n: u64) -> (Vec<u8>, ResponseEncoder) {
+        let mut out = Vec::new();
+        let h = head(
+            Version::Http11,
+            "200 OK",
+            &[("Content-Length", &n.to_string())],
+            Some(n),
+        );
+        let e = ResponseEncoder::start(&mut out, H11, h, None, None);
+        (out, e)
+    }
+
     const H11: RequestInfo = RequestInfo {
         version: Version::Http11,
         is_head: false,
@@ -349,14 +380,7 @@ mod tests {
 
     #[test]
     fn unknown_length_is_chunked_on_11() {
-        let mut out = Vec::new();
-        let mut e = ResponseEncoder::start(
-            &mut out,
-            H11,
-            head(H11.version, "200 OK", &[], None),
-            None,
-            None,
-        );
+        let (mut out, mut e) = started(H11, "200 OK", None, None);
         let start = out.len();
         e.body(&mut out, b"hello");
         e.body(&mut out, b"");
@@ -371,18 +395,11 @@ mod tests {
 
     #[test]
     fn unknown_length_on_10_closes() {
-        let mut out = Vec::new();
         let req = RequestInfo {
             version: Version::Http10,
             ..H11
         };
-        let mut e = ResponseEncoder::start(
-            &mut out,
-            req,
-            head(req.version, "200 OK", &[], None),
-            None,
-            None,
-        );
+        let (mut out, mut e) = started(req, "200 OK", None, None);
         e.body(&mut out, b"abc");
         assert!(!e.finish(&mut out));
         let t = text(&out);
@@ -393,32 +410,18 @@ mod tests {
 
     #[test]
     fn keep_alive_on_10_is_announced() {
-        let mut out = Vec::new();
         let req = RequestInfo {
             version: Version::Http10,
             ..H11
         };
-        let mut e = ResponseEncoder::start(
-            &mut out,
-            req,
-            head(req.version, "200 OK", &[], Some(0)),
-            None,
-            None,
-        );
+        let (mut out, mut e) = started(req, "200 OK", Some(0), None);
         assert!(e.finish(&mut out));
         assert!(text(&out).contains("Connection: Keep-Alive\r\n"));
     }
 
     #[test]
     fn never_more_than_declared() {
-        let mut out = Vec::new();
-        let h = head(
-            Version::Http11,
-            "200 OK",
-            &[("Content-Length", "3")],
-            Some(3),
-        );
-        let mut e = ResponseEncoder::start(&mut out, H11, h, None, None);
+        let (mut out, mut e) = declared(3);
         let start = out.len();
         e.body(&mut out, b"abcdef");
         assert!(!e.finish(&mut out));
@@ -427,14 +430,7 @@ mod tests {
 
     #[test]
     fn body_by_reference_frames_or_declines() {
-        let mut out = Vec::new();
-        let h = head(
-            Version::Http11,
-            "200 OK",
-            &[("Content-Length", "5")],
-            Some(5),
-        );
-        let mut e = ResponseEncoder::start(&mut out, H11, h, None, None);
+        let (mut out, mut e) = declared(5);
         let start = out.len();
         assert_eq!(e.body_by_reference(&mut out, 5), Some(&b""[..]));
         assert_eq!(out.len(), start);
@@ -445,43 +441,22 @@ mod tests {
         );
         assert!(e.finish(&mut out));
 
-        let mut out = Vec::new();
-        let mut e = ResponseEncoder::start(
-            &mut out,
-            H11,
-            head(H11.version, "200 OK", &[], None),
-            None,
-            None,
-        );
+        let (mut out, mut e) = started(H11, "200 OK", None, None);
         let start = out.len();
         assert_eq!(e.body_by_reference(&mut out, 26), Some(&b"\r\n"[..]));
         assert_eq!(&out[start..], b"1a\r\n");
 
-        let mut out = Vec::new();
         let req = RequestInfo {
             is_head: true,
             ..H11
         };
-        let mut e = ResponseEncoder::start(
-            &mut out,
-            req,
-            head(req.version, "200 OK", &[], None),
-            None,
-            None,
-        );
+        let (mut out, mut e) = started(req, "200 OK", None, None);
         assert_eq!(e.body_by_reference(&mut out, 5), None, "HEAD sends no body");
     }
 
     #[test]
     fn fewer_than_declared_closes() {
-        let mut out = Vec::new();
-        let h = head(
-            Version::Http11,
-            "200 OK",
-            &[("Content-Length", "10")],
-            Some(10),
-        );
-        let mut e = ResponseEncoder::start(&mut out, H11, h, None, None);
+        let (mut out, mut e) = declared(10);
         e.body(&mut out, b"abc");
         assert!(!e.finish(&mut out));
     }
@@ -499,14 +474,7 @@ mod tests {
                 },
             ),
         ] {
-            let mut out = Vec::new();
-            let mut e = ResponseEncoder::start(
-                &mut out,
-                req,
-                head(req.version, status, &[], None),
-                Some(5),
-                None,
-            );
+            let (mut out, mut e) = started(req, status, None, Some(5));
             let start = out.len();
             e.body(&mut out, b"hello");
             assert!(e.finish(&mut out), "{status}");
