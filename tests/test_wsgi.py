@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import sys
+import socket
 import tempfile
 import threading
 import time
@@ -109,6 +110,43 @@ def test_environ_basic_keys(serve):
     for key, type_name in env["__types__"].items():
         if "." not in key:
             assert type_name == "str", (key, type_name)
+
+
+def test_environ_remote_port_is_each_connections_own(serve):
+    """Peer strings are cached per worker on the peer's port (256 slots): two
+    clients whose ports share a slot, and a client that comes back, each see
+    their own REMOTE_PORT."""
+
+    def app(environ, start_response):
+        body = f"{environ['REMOTE_ADDR']}:{environ['REMOTE_PORT']}:{environ['SERVER_PORT']}".encode()
+        start_response("200 OK", [("Content-Length", str(len(body)))])
+        return [body]
+
+    s = serve(app, threads=1)
+
+    def bound_pair():
+        for _ in range(50):
+            a = socket.socket()
+            a.bind(("127.0.0.1", 0))
+            b = socket.socket()
+            try:
+                b.bind(("127.0.0.1", a.getsockname()[1] + 256))
+                return a, b
+            except OSError:
+                a.close()
+                b.close()
+        pytest.skip("no free pair of ports 256 apart")
+
+    a, b = bound_pair()
+    with a, b:
+        for sock in (a, b):
+            sock.settimeout(3)
+            sock.connect(("127.0.0.1", s.port))
+        for sock in (a, b, a, b):
+            sock.sendall(req("GET", "/"))
+            r, body = split_head(sock.recv(4096))
+            assert r.status == 200
+            assert body == f"127.0.0.1:{sock.getsockname()[1]}:{s.port}".encode()
 
 
 def test_environ_get_without_body(serve):

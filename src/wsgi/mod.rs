@@ -25,6 +25,7 @@ pub struct WsgiContext {
     /// The `Server` header value, shared by every response.
     pub ident: Option<Arc<str>>,
     pub header_keys: environ::HeaderKeys,
+    pub addr_strings: environ::AddrStrings,
 }
 
 impl WsgiContext {
@@ -65,6 +66,7 @@ impl WsgiContext {
             sys: py.import("sys")?.unbind(),
             ident: cfg.ident.as_deref().map(Arc::from),
             header_keys: environ::HeaderKeys::new(py),
+            addr_strings: environ::AddrStrings::default(),
         })
     }
 }
