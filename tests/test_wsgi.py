@@ -149,6 +149,31 @@ def test_environ_remote_port_is_each_connections_own(serve):
             assert body == f"127.0.0.1:{sock.getsockname()[1]}:{s.port}".encode()
 
 
+def test_bodyless_requests_read_nothing_between_bodies(serve):
+    """Body-less requests share one empty stream per worker: every way of
+    reading it gives nothing, and it never leaks into a request with a body."""
+
+    def app(environ, start_response):
+        stream = environ["wsgi.input"]
+        got = [stream.read(), stream.read(5), stream.readline(), stream.readlines(), list(stream)]
+        body = repr(got).encode()
+        start_response("200 OK", [("Content-Length", str(len(body)))])
+        return [body]
+
+    s = serve(app, threads=1)
+    empty = repr([b"", b"", b"", [], []]).encode()
+    with Conn(s.port) as c:
+        for method, body in [("GET", b""), ("POST", b"ab\ncd"), ("GET", b""), ("POST", b"")]:
+            headers = [f"Content-Length: {len(body)}"] if method == "POST" else []
+            c.send(req(method, "/", headers=headers, body=body))
+            r = c.read_response()
+            assert r.status == 200
+            if body:
+                assert r.body == repr([b"ab\ncd", b"", b"", [], []]).encode()
+            else:
+                assert r.body == empty
+
+
 def test_environ_get_without_body(serve):
     s = serve(environ_app)
     env = fetch_environ(s.port, req("GET", "/"))

@@ -13,6 +13,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
 
 use crate::config::Config;
+use crate::http::body::BodyReader;
 use file_wrapper::FileWrapper;
 
 /// Per-worker Python objects made once, not once a request.
@@ -26,6 +27,8 @@ pub struct WsgiContext {
     pub ident: Option<Arc<str>>,
     pub header_keys: environ::HeaderKeys,
     pub addr_strings: environ::AddrStrings,
+    /// `wsgi.input` of every request without a body: at its end for good, so shared.
+    pub empty_input: Py<input::InputStream>,
 }
 
 impl WsgiContext {
@@ -67,6 +70,7 @@ impl WsgiContext {
             ident: cfg.ident.as_deref().map(Arc::from),
             header_keys: environ::HeaderKeys::new(py),
             addr_strings: environ::AddrStrings::default(),
+            empty_input: Py::new(py, input::InputStream::ready(BodyReader::empty()))?,
         })
     }
 }

@@ -57,12 +57,19 @@ impl<'a, 'py> Task<'a, 'py> {
         let chunked = head.framing == BodyFraming::Chunked;
         // The app sees a de-chunked body, with its real length.
         let (input, content_length) = match body {
+            // No body: the worker's one empty stream, which no read can change.
+            JobBody::Ready(reader) if reader.remaining() == 0 => {
+                (Ok(ctx.empty_input.bind(py).clone()), chunked.then_some(0))
+            }
             JobBody::Ready(reader) => {
                 let length = chunked.then_some(reader.remaining());
-                (InputStream::ready(reader), length)
+                (Bound::new(py, InputStream::ready(reader)), length)
             }
             JobBody::Deferred => (
-                InputStream::deferred(conn, Arc::clone(&conn_shared), shared.handle.clone()),
+                Bound::new(
+                    py,
+                    InputStream::deferred(conn, Arc::clone(&conn_shared), shared.handle.clone()),
+                ),
                 None,
             ),
         };
@@ -78,7 +85,7 @@ impl<'a, 'py> Task<'a, 'py> {
             ctx.ident.clone(),
             shared.cfg.outbuf_high_watermark,
         );
-        let (responder, input) = match (Bound::new(py, responder), Bound::new(py, input)) {
+        let (responder, input) = match (Bound::new(py, responder), input) {
             (Ok(r), Ok(i)) => (r, i),
             (Err(e), _) | (_, Err(e)) => {
                 log::error!(target: "maitre", "could not set up a request: {e}");
