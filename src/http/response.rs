@@ -141,9 +141,7 @@ impl ResponseEncoder {
         }
         if head.content_length.is_none() && !no_body_status {
             if let Some(n) = known_len {
-                out.extend_from_slice(b"Content-Length: ");
-                out.extend_from_slice(decimal(n, &mut [0; 20]));
-                out.extend_from_slice(b"\r\n");
+                header(out, b"Content-Length", decimal(n, &mut [0; 20]));
             }
         }
         if encoding == BodyEncoding::Chunked {
@@ -281,7 +279,7 @@ pub fn simple_response(
     header(
         &mut head.wire,
         b"Content-Length",
-        body.len().to_string().as_bytes(),
+        decimal(body.len() as u64, &mut [0; 20]),
     );
     head.content_length = Some(body.len() as u64);
     head.close = true;

@@ -81,7 +81,7 @@ pub fn percent_decode(input: &[u8]) -> Cow<'_, [u8]> {
     Cow::Owned(out)
 }
 
-/// A port (or any number) as a Python str, without a Rust `String` on the way.
+/// A port as a Python str, without a Rust `String` on the way.
 fn number<'py>(py: Python<'py>, n: u16) -> PyResult<Bound<'py, PyString>> {
     latin1(py, decimal(n.into(), &mut [0; 20]))
 }
