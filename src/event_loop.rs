@@ -15,7 +15,7 @@ use crate::conn::{Conn, ConnId, Ctx, Next};
 use crate::net::listener::Listener;
 use crate::stats::{decr, incr, Stats};
 use crate::workers::queue::JobSender;
-use crate::workers::{Completion, LoopWaker};
+use crate::workers::{Completion, Job, LoopWaker};
 
 pub const WAKER: Token = Token(usize::MAX);
 const LISTENER_BASE: usize = usize::MAX - 1 - 1024;
@@ -89,7 +89,7 @@ pub struct EventLoop {
     conns: Slab,
     cfg: Arc<Config>,
     stats: Arc<Stats>,
-    jobs: Option<JobSender>,
+    jobs: Option<JobSender<Job>>,
     completions: Receiver<Completion>,
     control: Arc<Control>,
     scratch: Vec<u8>,
@@ -109,7 +109,7 @@ impl EventLoop {
         listeners: Vec<Listener>,
         cfg: Arc<Config>,
         stats: Arc<Stats>,
-        jobs: JobSender,
+        jobs: JobSender<Job>,
         completions: Receiver<Completion>,
         control: Arc<Control>,
     ) -> io::Result<Self> {

@@ -203,7 +203,7 @@ pub enum Next {
 /// What a connection needs from the loop while it is driven.
 pub struct Ctx<'a> {
     pub cfg: &'a Config,
-    pub jobs: &'a JobSender,
+    pub jobs: &'a JobSender<Job>,
     pub stats: &'a Stats,
     pub scratch: &'a mut [u8],
     pub stopping: bool,
@@ -624,8 +624,8 @@ mod tests {
     struct Rig {
         conn: Conn,
         client: StdStream,
-        jobs_tx: JobSender,
-        jobs: JobReceiver,
+        jobs_tx: JobSender<Job>,
+        jobs: JobReceiver<Job>,
         cfg: Config,
         stats: Stats,
         scratch: Vec<u8>,

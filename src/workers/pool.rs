@@ -13,7 +13,7 @@ use pyo3::types::PyBytes;
 use crate::config::Config;
 use crate::stats::{decr, Stats};
 use crate::workers::queue::JobReceiver;
-use crate::workers::LoopHandle;
+use crate::workers::{Job, LoopHandle};
 use crate::wsgi::task::Task;
 use crate::wsgi::WsgiContext;
 
@@ -21,7 +21,7 @@ pub struct WorkerShared {
     pub app: Py<PyAny>,
     pub cfg: Arc<Config>,
     pub stats: Arc<Stats>,
-    pub jobs: JobReceiver,
+    pub jobs: JobReceiver<Job>,
     pub handle: LoopHandle,
     /// Response `bytes` objects the loop has finished writing.
     pub garbage: Receiver<Py<PyBytes>>,

@@ -18,8 +18,6 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use parking_lot::{Condvar, Mutex};
 use pyo3::Python;
 
-use super::Job;
-
 #[derive(Default)]
 struct Idle {
     state: Mutex<IdleState>,
@@ -55,17 +53,21 @@ impl Idle {
     }
 
     /// A worker took a job: it stops searching if it was woken for it, and
-    /// wakes the next if more jobs wait.
-    fn took_job(&self, was_woken: bool, more: bool) {
-        if !was_woken && !more {
+    /// wakes the next if more jobs wait. `more` is asked under the lock: a job
+    /// announced between an unlocked check and this lock would find
+    /// `searching` still set, wake nobody, and wait for a busy worker.
+    fn took_job(&self, was_woken: bool, more: impl Fn() -> bool) {
+        if !was_woken && !more() {
             return;
         }
+        #[cfg(test)]
+        tests::widen_window();
         let mut state = self.state.lock();
         if was_woken {
             // Saturating: a spurious wake-up may have had no matching count.
             state.searching = state.searching.saturating_sub(1);
         }
-        if more {
+        if more() {
             Idle::wake_one(&mut state, &self.cv);
         }
     }
@@ -99,7 +101,7 @@ impl Idle {
     }
 }
 
-pub fn channel() -> (JobSender, JobReceiver) {
+pub fn channel<T>() -> (JobSender<T>, JobReceiver<T>) {
     let (tx, rx) = crossbeam_channel::unbounded();
     let idle = Arc::new(Idle::default());
     (
@@ -113,17 +115,17 @@ pub fn channel() -> (JobSender, JobReceiver) {
 }
 
 /// The loop's end. Dropping it lets every idle worker leave.
-pub struct JobSender {
-    tx: Sender<Job>,
+pub struct JobSender<T> {
+    tx: Sender<T>,
     idle: Arc<Idle>,
     /// Jobs were queued since the last `announce`.
     unannounced: Cell<bool>,
 }
 
-impl JobSender {
+impl<T> JobSender<T> {
     /// Queues a job; no worker is woken until `announce`. False if the
     /// workers are gone.
-    pub fn send(&self, job: Job) -> bool {
+    pub fn send(&self, job: T) -> bool {
         let sent = self.tx.send(job).is_ok();
         if sent {
             self.unannounced.set(true);
@@ -139,33 +141,33 @@ impl JobSender {
     }
 }
 
-impl Drop for JobSender {
+impl<T> Drop for JobSender<T> {
     fn drop(&mut self) {
         self.idle.close();
     }
 }
 
 /// The workers' end, shared by all of them.
-pub struct JobReceiver {
-    rx: Receiver<Job>,
+pub struct JobReceiver<T> {
+    rx: Receiver<T>,
     idle: Arc<Idle>,
 }
 
-impl JobReceiver {
+impl<T: Send> JobReceiver<T> {
     /// A queued job, if any, without waiting (for tests that act as the workers).
     #[cfg(test)]
-    pub fn try_recv(&self) -> Result<Job, TryRecvError> {
+    pub fn try_recv(&self) -> Result<T, TryRecvError> {
         self.rx.try_recv()
     }
 
     /// The next job, sleeping with the GIL released while there is none;
     /// `None` once the loop has gone and the queue is empty.
-    pub fn next(&self, py: Python<'_>) -> Option<Job> {
+    pub fn next(&self, py: Python<'_>) -> Option<T> {
         let mut woken = false;
         loop {
             match self.rx.try_recv() {
                 Ok(job) => {
-                    self.idle.took_job(woken, !self.rx.is_empty());
+                    self.idle.took_job(woken, || !self.rx.is_empty());
                     return Some(job);
                 }
                 Err(TryRecvError::Disconnected) => return None,
@@ -177,5 +179,69 @@ impl JobReceiver {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use pyo3::Python;
+
+    thread_local! {
+        static WIDEN: Cell<bool> = const { Cell::new(false) };
+    }
+
+    /// Makes this thread pause between taking a job and locking the idle
+    /// state: the window where a lost wake-up used to hide.
+    pub(super) fn widen_window() {
+        if WIDEN.with(Cell::get) {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Issue 13 item 3 (lost wake-up in the job queue): a job announced while
+    /// the woken worker is between taking its own job and locking must still
+    /// wake an idle worker, not wait for the busy one to finish.
+    #[test]
+    fn job_announced_in_the_window_wakes_an_idle_worker() {
+        Python::initialize();
+        let (tx, rx) = super::channel::<u32>();
+        let rx = Arc::new(rx);
+        let (got_tx, got) = crossbeam_channel::unbounded();
+        let release = Arc::new(AtomicBool::new(false));
+        let workers: Vec<_> = (0..2)
+            .map(|_| {
+                let (rx, got_tx, release) = (Arc::clone(&rx), got_tx.clone(), Arc::clone(&release));
+                std::thread::spawn(move || {
+                    WIDEN.with(|w| w.set(true));
+                    while let Some(job) = Python::attach(|py| rx.next(py)) {
+                        let _ = got_tx.send(job);
+                        // A long-polling app: job 1 holds its worker until the end.
+                        while job == 1 && !release.load(Ordering::Acquire) {
+                            std::thread::sleep(Duration::from_millis(5));
+                        }
+                    }
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(100)); // both asleep
+        tx.send(1);
+        tx.announce();
+        std::thread::sleep(Duration::from_millis(50)); // a worker holds job 1, inside the window
+        tx.send(2);
+        tx.announce();
+        let first = got.recv_timeout(Duration::from_secs(2));
+        let second = got.recv_timeout(Duration::from_secs(2));
+        release.store(true, Ordering::Release);
+        drop(tx);
+        for w in workers {
+            w.join().expect("worker thread");
+        }
+        assert_eq!(first.ok(), Some(1));
+        assert_eq!(second.ok(), Some(2), "job 2 waited for the busy worker");
     }
 }
