@@ -19,7 +19,7 @@ use crate::net::listener::{somaxconn, Listener};
 use crate::stats::Stats;
 use crate::workers::pool::{self, WorkerShared};
 use crate::workers::queue;
-use crate::workers::{LoopHandle, LoopWaker};
+use crate::workers::{LoopHandle, LoopWaker, WorkerLink};
 
 /// Sockets bound but not yet served.
 struct Bound_ {
@@ -167,8 +167,11 @@ impl Engine {
             listeners,
             Arc::clone(&self.cfg),
             Arc::clone(&self.stats),
-            job_tx,
-            done_rx,
+            WorkerLink {
+                jobs: job_tx,
+                completions: done_rx,
+                garbage: garbage_rx.clone(),
+            },
             Arc::clone(&self.control),
         )?;
         let shared = Arc::new(WorkerShared {

@@ -9,13 +9,15 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 use mio::{Events, Interest, Poll, Token};
+use pyo3::types::PyBytes;
+use pyo3::Py;
 
 use crate::config::Config;
 use crate::conn::{Conn, ConnId, Ctx, Next};
 use crate::net::listener::Listener;
 use crate::stats::{decr, incr, Stats};
 use crate::workers::queue::JobSender;
-use crate::workers::{Completion, Job, LoopWaker};
+use crate::workers::{Completion, Job, LoopWaker, WorkerLink};
 
 pub const WAKER: Token = Token(usize::MAX);
 const LISTENER_BASE: usize = usize::MAX - 1 - 1024;
@@ -91,6 +93,8 @@ pub struct EventLoop {
     stats: Arc<Stats>,
     jobs: Option<JobSender<Job>>,
     completions: Receiver<Completion>,
+    /// Written `bytes` objects on their way back to the workers: only looked at.
+    garbage: Receiver<Py<PyBytes>>,
     control: Arc<Control>,
     scratch: Vec<u8>,
     /// Accepting is paused at `connection_limit` (or after EMFILE) until this clears.
@@ -109,10 +113,14 @@ impl EventLoop {
         listeners: Vec<Listener>,
         cfg: Arc<Config>,
         stats: Arc<Stats>,
-        jobs: JobSender<Job>,
-        completions: Receiver<Completion>,
+        link: WorkerLink,
         control: Arc<Control>,
     ) -> io::Result<Self> {
+        let WorkerLink {
+            jobs,
+            completions,
+            garbage,
+        } = link;
         let mut listeners = listeners;
         for (i, l) in listeners.iter_mut().enumerate() {
             poll.registry().register(
@@ -131,6 +139,7 @@ impl EventLoop {
             stats,
             jobs: Some(jobs),
             completions,
+            garbage,
             control,
             paused: false,
             accept_retry_at: None,
@@ -145,9 +154,10 @@ impl EventLoop {
         crate::os::sched::batch_this_thread();
         let mut events = Events::with_capacity(1024);
         loop {
-            // One wake-up for all the jobs the last round queued (see `queue`).
+            // One wake-up for all the jobs the last round queued (see `queue`),
+            // or for written response objects waiting to be released.
             if let Some(jobs) = &self.jobs {
-                jobs.announce();
+                jobs.announce(!self.garbage.is_empty());
             }
             let timeout = self.poll_timeout();
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
@@ -236,7 +246,7 @@ impl EventLoop {
 
     fn drain_completions(&mut self) {
         while let Ok(c) = self.completions.try_recv() {
-            let id = c.conn;
+            let id = c.req.conn;
             self.with_conn(id, |conn, ctx| conn.on_completion(ctx, c));
         }
     }

@@ -7,7 +7,7 @@ mod outbuf;
 
 use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,6 +33,13 @@ pub struct ConnId {
     pub generation: u32,
 }
 
+/// One request on one connection: `seq` counts the connection's requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestId {
+    pub conn: ConnId,
+    pub seq: u32,
+}
+
 /// How long a closing connection keeps reading (and dropping) what the client
 /// still sends, so our last response is not destroyed by a TCP reset.
 const LINGER: Duration = Duration::from_secs(2);
@@ -42,6 +49,8 @@ pub struct ConnShared {
     /// Response bytes handed to the loop but not yet written to the socket.
     unsent: AtomicUsize,
     closed: AtomicBool,
+    /// The seq of the last request whose response the loop has ended.
+    ended: AtomicU32,
     state: Mutex<Option<Result<BodyReader, RequestError>>>,
     cv: Condvar,
 }
@@ -51,6 +60,7 @@ impl ConnShared {
         ConnShared {
             unsent: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
+            ended: AtomicU32::new(0),
             state: Mutex::new(None),
             cv: Condvar::new(),
         }
@@ -58,6 +68,13 @@ impl ConnShared {
 
     pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
+    }
+
+    /// The loop has ended request `seq`'s response (completely or not): an
+    /// app thread still writing to it is told so.
+    pub fn request_ended(&self, seq: u32) -> bool {
+        // Seqs only grow (wrapping), one request at a time.
+        self.ended.load(Ordering::Acquire).wrapping_sub(seq) as i32 >= 0
     }
 
     pub fn add_unsent(&self, n: usize) {
@@ -183,9 +200,11 @@ enum Phase {
     },
     /// The app has the request. `body` is the not-yet-received body of an
     /// `Expect: 100-continue` request, read only once the app asks for it.
+    /// `responded`: response bytes have gone out, so `100 Continue` no longer may.
     InFlight {
         body: Option<BodyState>,
         body_requested: bool,
+        responded: bool,
     },
     /// Flushing the last response; then close (lingering if `linger`).
     Closing,
@@ -219,6 +238,8 @@ pub struct Conn {
     pub server_port: u16,
     pub shared: Arc<ConnShared>,
     pub last_activity: Instant,
+    /// The request now (or last) in flight; see `RequestId`.
+    seq: u32,
     inbuf: Vec<u8>,
     phase: Phase,
     out: OutBuffer,
@@ -249,6 +270,7 @@ impl Conn {
             server_port,
             shared: Arc::new(ConnShared::new()),
             last_activity: Instant::now(),
+            seq: 0,
             inbuf: Vec::new(),
             phase: Phase::Head,
             out: OutBuffer::new(cfg.outbuf_overflow),
@@ -267,15 +289,37 @@ impl Conn {
         matches!(self.phase, Phase::Head) && self.inbuf.is_empty() && self.out.is_empty()
     }
 
-    /// An inactive connection may be timed out unless the app is working for it.
+    /// An inactive connection may be timed out unless the app is working for
+    /// it. While the app waits on the client (for a body it asked for, or for
+    /// output to drain) the client's silence counts, so no client holds a
+    /// worker past `channel_timeout`: closing wakes the worker.
     pub fn may_time_out(&self) -> bool {
-        !matches!(self.phase, Phase::InFlight { .. })
+        match &self.phase {
+            Phase::InFlight {
+                body: Some(_),
+                body_requested: true,
+                ..
+            } => true,
+            Phase::InFlight { .. } => !self.out.is_empty(),
+            _ => true,
+        }
     }
 
-    /// The server is stopping: requests not yet handed to the app are dropped.
+    /// The server is stopping: requests not yet handed to the app are dropped,
+    /// and a deferred body the app has not asked for is no longer invited.
     pub fn on_shutdown(&mut self) -> Next {
-        match self.phase {
+        match &mut self.phase {
             Phase::Head | Phase::Body { .. } if self.out.is_empty() => Next::Close,
+            Phase::InFlight {
+                body: body @ Some(_),
+                body_requested: false,
+                ..
+            } => {
+                *body = None;
+                self.discard_input = true;
+                self.shared.deliver_body(Err(RequestError::Stopping));
+                Next::Keep
+            }
             _ => Next::Keep,
         }
     }
@@ -287,6 +331,15 @@ impl Conn {
     }
 
     pub fn on_completion(&mut self, ctx: &mut Ctx, c: Completion) -> Next {
+        let responded = match &mut self.phase {
+            Phase::InFlight { responded, .. } if c.req.seq == self.seq => responded,
+            _ => return self.drop_late(ctx, c),
+        };
+        if c.data.iter().any(|p| !p.bytes().is_empty()) {
+            *responded = true;
+            // The app's output restarts the clock the client's reading runs on.
+            self.last_activity = ctx.now;
+        }
         match self.out.push_through(c.data, &mut self.socket) {
             Ok(0) => {}
             Ok(n) => {
@@ -301,12 +354,22 @@ impl Conn {
         match c.kind {
             Kind::More => {}
             Kind::Continue => {
-                if let Phase::InFlight { body_requested, .. } = &mut self.phase {
-                    *body_requested = true;
-                    self.queue(CONTINUE.to_vec());
+                if let Phase::InFlight {
+                    body: Some(_),
+                    body_requested: requested @ false,
+                    responded,
+                } = &mut self.phase
+                {
+                    *requested = true;
+                    // After a final response has begun, a 100 would land
+                    // inside its body: just read what the client sends.
+                    if !*responded {
+                        self.queue(CONTINUE.to_vec());
+                    }
                 }
             }
             Kind::End { keep_alive } => {
+                self.shared.ended.store(self.seq, Ordering::Release);
                 let unread_body = matches!(self.phase, Phase::InFlight { body: Some(_), .. });
                 if !keep_alive || unread_body || ctx.stopping || self.read_closed {
                     self.discard_input = unread_body || !self.inbuf.is_empty();
@@ -316,11 +379,22 @@ impl Conn {
                 }
             }
             Kind::Abort => {
+                self.shared.ended.store(self.seq, Ordering::Release);
                 self.discard_input = true;
                 self.phase = Phase::Closing;
             }
         }
         self.drive(ctx)
+    }
+
+    /// A message for a request that has ended (a `write()` after the end, an
+    /// error after a complete response): its bytes must never reach the wire,
+    /// where they would land inside or after the next response.
+    fn drop_late(&mut self, ctx: &Ctx, c: Completion) -> Next {
+        let n = c.data.iter().map(|p| p.bytes().len()).sum();
+        self.shared.written(n, ctx.cfg.outbuf_high_watermark);
+        log::debug!(target: "maitre", "dropped output for a request to {} that had ended", self.peer);
+        Next::Keep
     }
 
     /// Output the loop generates itself (not the app's) is counted like the
@@ -335,34 +409,29 @@ impl Conn {
     /// Reads what it wants, advances the state machine, writes what is queued.
     fn drive(&mut self, ctx: &mut Ctx) -> Next {
         loop {
-            self.advance(ctx);
-            if !self.may_read || !self.wants_input() {
+            let held_back = self.held_back(ctx.cfg);
+            if self.read_and_advance(ctx).is_err()
+                || self.flush(ctx.cfg.outbuf_high_watermark, ctx.now).is_err()
+            {
+                return Next::Close;
+            }
+            // Output drained below the watermark: requests held back go on.
+            if !held_back || self.held_back(ctx.cfg) {
                 break;
             }
-            match self.read_some(ctx.scratch) {
-                Ok((0, _)) => {
-                    self.read_closed = true;
-                    break;
-                }
-                Ok((n, asked)) => {
-                    self.last_activity = ctx.now;
-                    // A short read emptied the socket; with edge-triggered
-                    // readiness, anything arriving later raises a new event.
-                    self.may_read = n == asked || self.eof_pending;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.may_read = false;
-                    self.eof_pending = false;
-                    break;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return Next::Close,
-            }
-        }
-        if self.flush(ctx.cfg.outbuf_high_watermark, ctx.now).is_err() {
-            return Next::Close;
         }
         if self.read_closed {
+            if let Phase::InFlight {
+                body: body @ Some(_),
+                ..
+            } = &mut self.phase
+            {
+                // The app is (or will be) waiting for a body that cannot come.
+                *body = None;
+                self.shared.deliver_body(Err(RequestError::BadRequest(
+                    "the client closed the connection before sending the whole body",
+                )));
+            }
             match self.phase {
                 // A client may half-close after sending its request: still answer it.
                 Phase::InFlight { .. } => {}
@@ -391,6 +460,43 @@ impl Conn {
         Next::Keep
     }
 
+    /// Waiting for a request head, but the client has not read enough of the
+    /// responses before it: new requests wait (as in waitress), so pipelined
+    /// requests nobody reads cannot fill memory or disk.
+    fn held_back(&self, cfg: &Config) -> bool {
+        matches!(self.phase, Phase::Head) && self.shared.unsent() > cfg.outbuf_high_watermark
+    }
+
+    /// Reads while the phase wants input, advancing the state machine. An
+    /// error means the connection is broken.
+    fn read_and_advance(&mut self, ctx: &mut Ctx) -> io::Result<()> {
+        loop {
+            self.advance(ctx);
+            if !self.may_read || !self.wants_input(ctx.cfg) {
+                return Ok(());
+            }
+            match self.read_some(ctx.scratch) {
+                Ok((0, _)) => {
+                    self.read_closed = true;
+                    return Ok(());
+                }
+                Ok((n, asked)) => {
+                    self.last_activity = ctx.now;
+                    // A short read emptied the socket; with edge-triggered
+                    // readiness, anything arriving later raises a new event.
+                    self.may_read = n == asked || self.eof_pending;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.may_read = false;
+                    self.eof_pending = false;
+                    return Ok(());
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// One read: into the body itself when it can go there, else through
     /// `scratch` into the input buffer. Returns (bytes read, bytes asked for).
     fn read_some(&mut self, scratch: &mut [u8]) -> io::Result<(usize, usize)> {
@@ -400,6 +506,7 @@ impl Conn {
             | Phase::InFlight {
                 body: Some(body),
                 body_requested: true,
+                ..
             } if self.inbuf.is_empty() => Some(body),
             _ => None,
         };
@@ -413,15 +520,17 @@ impl Conn {
         Ok((n, scratch.len()))
     }
 
-    fn wants_input(&self) -> bool {
+    fn wants_input(&self, cfg: &Config) -> bool {
         if self.read_closed {
             return false;
         }
         match &self.phase {
-            Phase::Head | Phase::Body { .. } => true,
+            Phase::Head => !self.held_back(cfg),
+            Phase::Body { .. } => true,
             Phase::InFlight {
                 body: Some(_),
                 body_requested: true,
+                ..
             } => true,
             Phase::InFlight { .. } => false,
             Phase::Closing => self.linger_until.is_some(),
@@ -433,7 +542,7 @@ impl Conn {
         loop {
             match &mut self.phase {
                 Phase::Head => {
-                    if self.inbuf.is_empty() {
+                    if self.inbuf.is_empty() || self.held_back(ctx.cfg) {
                         return;
                     }
                     match parse_head(&self.inbuf, ctx.cfg.max_request_header_size) {
@@ -470,6 +579,7 @@ impl Conn {
                 Phase::InFlight {
                     body: body_slot @ Some(_),
                     body_requested: true,
+                    ..
                 } => {
                     let Some(body) = body_slot else { return };
                     let fed = body.feed(&self.inbuf);
@@ -513,10 +623,9 @@ impl Conn {
             // app runs, and its 100 Continue goes out at once, as in waitress.
             framing @ BodyFraming::Length(_) if head.expect_continue => {
                 self.dispatch(ctx, head, JobBody::Deferred);
-                self.phase = Phase::InFlight {
-                    body: Some(BodyState::new(framing, ctx.cfg)),
-                    body_requested: false,
-                };
+                if let Phase::InFlight { body, .. } = &mut self.phase {
+                    *body = Some(BodyState::new(framing, ctx.cfg));
+                }
             }
             framing => {
                 if head.expect_continue {
@@ -533,8 +642,12 @@ impl Conn {
 
     fn dispatch(&mut self, ctx: &mut Ctx, head: RequestHead, body: JobBody) {
         let keep_alive = head.keep_alive && !ctx.stopping;
+        self.seq = self.seq.wrapping_add(1);
         let job = Job {
-            conn: self.id,
+            req: RequestId {
+                conn: self.id,
+                seq: self.seq,
+            },
             shared: Arc::clone(&self.shared),
             head,
             body,
@@ -547,6 +660,7 @@ impl Conn {
         self.phase = Phase::InFlight {
             body: None,
             body_requested: false,
+            responded: false,
         };
         if !ctx.jobs.send(job) {
             // Workers are gone (shutting down): nobody will answer.
@@ -679,8 +793,13 @@ mod tests {
         }
 
         fn complete(&mut self, data: &[u8], kind: Kind) -> Next {
+            // What a worker does before handing output over.
+            self.conn.shared.add_unsent(data.len());
             let c = Completion {
-                conn: self.conn.id,
+                req: RequestId {
+                    conn: self.conn.id,
+                    seq: self.conn.seq,
+                },
                 data: smallvec![Piece::Owned(data.to_vec())],
                 kind,
             };

@@ -48,6 +48,8 @@ pub enum RequestError {
     BodyTooLarge,
     /// 500: the server could not hold the body (e.g. the temp file failed).
     Internal(&'static str),
+    /// 503: the server is stopping and takes in no more request bodies.
+    Stopping,
 }
 
 impl RequestError {
@@ -57,6 +59,7 @@ impl RequestError {
             RequestError::HeaderTooLarge => (431, "Request Header Fields Too Large"),
             RequestError::BodyTooLarge => (413, "Request Entity Too Large"),
             RequestError::Internal(_) => (500, "Internal Server Error"),
+            RequestError::Stopping => (503, "Service Unavailable"),
         }
     }
 
@@ -67,6 +70,7 @@ impl RequestError {
                 "the request header block exceeds max_request_header_size"
             }
             RequestError::BodyTooLarge => "the request body exceeds max_request_body_size",
+            RequestError::Stopping => "the server is stopping",
         }
     }
 }

@@ -140,7 +140,8 @@ impl ResponseEncoder {
             out.extend_from_slice(&head.wire);
         }
         if head.content_length.is_none() && !no_body_status {
-            if let Some(n) = known_len {
+            // A HEAD answered with no body says nothing of a GET's length.
+            if let Some(n) = known_len.filter(|&n| n > 0 || !req.is_head) {
                 header(out, b"Content-Length", decimal(n, &mut [0; 20]));
             }
         }

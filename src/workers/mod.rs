@@ -9,19 +9,19 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Receiver, Sender};
 use mio::Waker;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use smallvec::SmallVec;
 
-use crate::conn::{ConnId, ConnShared};
+use crate::conn::{ConnShared, RequestId};
 use crate::http::body::BodyReader;
 use crate::http::parse::RequestHead;
 
 /// A complete request on its way to a worker.
 pub struct Job {
-    pub conn: ConnId,
+    pub req: RequestId,
     pub shared: Arc<ConnShared>,
     pub head: RequestHead,
     pub body: JobBody,
@@ -53,7 +53,9 @@ pub enum Kind {
 }
 
 pub struct Completion {
-    pub conn: ConnId,
+    /// Which request of which connection: anything for a request that has
+    /// ended is dropped, so it can never land between two responses.
+    pub req: RequestId,
     /// Response bytes, in order.
     pub data: Pieces,
     pub kind: Kind,
@@ -151,6 +153,15 @@ impl LoopWaker {
     pub fn clear(&self) {
         self.pending.store(false, Ordering::Release);
     }
+}
+
+/// The loop's ends of the channels to and from the workers.
+pub struct WorkerLink {
+    pub jobs: queue::JobSender<Job>,
+    pub completions: Receiver<Completion>,
+    /// Written `bytes` objects on their way back to the workers: the loop only
+    /// looks whether any wait, to wake an idle worker to release them.
+    pub garbage: Receiver<Py<PyBytes>>,
 }
 
 /// A worker's way back to the loop.

@@ -3,6 +3,7 @@
 //! Python and releases it to wait for work. A busy worker takes the next job
 //! without releasing the GIL or sleeping (see `queue`).
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -11,9 +12,9 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use crate::config::Config;
-use crate::stats::{decr, Stats};
+use crate::stats::{decr, incr, Stats};
 use crate::workers::queue::JobReceiver;
-use crate::workers::{Job, LoopHandle};
+use crate::workers::{Completion, Job, Kind, LoopHandle, Pieces};
 use crate::wsgi::task::Task;
 use crate::wsgi::WsgiContext;
 
@@ -29,13 +30,32 @@ pub struct WorkerShared {
 
 pub fn spawn(shared: Arc<WorkerShared>, count: usize) -> std::io::Result<Vec<JoinHandle<()>>> {
     (0..count)
-        .map(|i| {
-            let shared = Arc::clone(&shared);
-            std::thread::Builder::new()
-                .name(format!("maitre-worker-{i}"))
-                .spawn(move || run(&shared))
-        })
+        .map(|i| spawn_one(Arc::clone(&shared), i))
         .collect()
+}
+
+fn spawn_one(shared: Arc<WorkerShared>, i: usize) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("maitre-worker-{i}"))
+        .spawn(move || {
+            let _replace = ReplaceIfDying(Arc::clone(&shared), i);
+            run(&shared);
+        })
+}
+
+/// A worker thread that dies anyway (a panic outside a request) is replaced,
+/// so the pool never shrinks for good.
+struct ReplaceIfDying(Arc<WorkerShared>, usize);
+
+impl Drop for ReplaceIfDying {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            log::error!(target: "maitre", "worker thread {} died; starting a new one", self.1);
+            if let Err(e) = spawn_one(Arc::clone(&self.0), self.1) {
+                log::error!(target: "maitre", "could not replace a worker thread: {e}");
+            }
+        }
+    }
 }
 
 fn run(shared: &WorkerShared) {
@@ -48,11 +68,31 @@ fn run(shared: &WorkerShared) {
             }
         };
         let app = shared.app.bind(py);
-        while let Some(job) = shared.jobs.next(py) {
+        // Decref what the loop has written, here where the GIL is held: before
+        // each job, and before sleeping, so a sent body is freed at once
+        // (the loop wakes an idle worker for it).
+        let release = || while shared.garbage.try_recv().is_ok() {};
+        while let Some(job) = shared.jobs.next(py, release) {
             decr(&shared.stats.requests_in_queue);
-            // Decref what the loop has written, here where the GIL is held.
-            while shared.garbage.try_recv().is_ok() {}
-            Task::new(py, &ctx, shared, job).run(app);
+            release();
+            let req = job.req;
+            let task = Task::new(py, &ctx, shared, job);
+            // No panic may take the thread with it: the request is broken
+            // off and the worker goes on to the next.
+            if let Err(panic) = catch_unwind(AssertUnwindSafe(|| task.run(app))) {
+                let why = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                log::error!(target: "maitre", "internal error while serving a request ({why}); closing its connection");
+                incr(&shared.stats.app_errors);
+                shared.handle.send(Completion {
+                    req,
+                    data: Pieces::new(),
+                    kind: Kind::Abort,
+                });
+            }
         }
     });
 }

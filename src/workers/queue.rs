@@ -133,9 +133,10 @@ impl<T> JobSender<T> {
         sent
     }
 
-    /// Wakes one idle worker if jobs were queued since the last call.
-    pub fn announce(&self) {
-        if self.unannounced.replace(false) {
+    /// Wakes one idle worker if jobs were queued since the last call, or if
+    /// `chores` wait (work for whichever worker is idle: see `next`).
+    pub fn announce(&self, chores: bool) {
+        if self.unannounced.replace(false) || chores {
             Idle::wake_one(&mut self.idle.state.lock(), &self.idle.cv);
         }
     }
@@ -161,8 +162,9 @@ impl<T: Send> JobReceiver<T> {
     }
 
     /// The next job, sleeping with the GIL released while there is none;
-    /// `None` once the loop has gone and the queue is empty.
-    pub fn next(&self, py: Python<'_>) -> Option<T> {
+    /// `None` once the loop has gone and the queue is empty. `chores` runs,
+    /// with the GIL, each time before the worker sleeps.
+    pub fn next(&self, py: Python<'_>, mut chores: impl FnMut()) -> Option<T> {
         let mut woken = false;
         loop {
             match self.rx.try_recv() {
@@ -172,6 +174,7 @@ impl<T: Send> JobReceiver<T> {
                 }
                 Err(TryRecvError::Disconnected) => return None,
                 Err(TryRecvError::Empty) => {
+                    chores();
                     match py.detach(|| self.idle.sleep(woken, || !self.rx.is_empty())) {
                         Woke::Closed => return self.rx.try_recv().ok(),
                         woke => woken = woke == Woke::Notified,
@@ -218,7 +221,7 @@ mod tests {
                 let (rx, got_tx, release) = (Arc::clone(&rx), got_tx.clone(), Arc::clone(&release));
                 std::thread::spawn(move || {
                     WIDEN.with(|w| w.set(true));
-                    while let Some(job) = Python::attach(|py| rx.next(py)) {
+                    while let Some(job) = Python::attach(|py| rx.next(py, || {})) {
                         let _ = got_tx.send(job);
                         // A long-polling app: job 1 holds its worker until the end.
                         while job == 1 && !release.load(Ordering::Acquire) {
@@ -230,10 +233,10 @@ mod tests {
             .collect();
         std::thread::sleep(Duration::from_millis(100)); // both asleep
         tx.send(1);
-        tx.announce();
+        tx.announce(false);
         std::thread::sleep(Duration::from_millis(50)); // a worker holds job 1, inside the window
         tx.send(2);
-        tx.announce();
+        tx.announce(false);
         let first = got.recv_timeout(Duration::from_secs(2));
         let second = got.recv_timeout(Duration::from_secs(2));
         release.store(true, Ordering::Release);

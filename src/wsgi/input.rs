@@ -9,7 +9,7 @@ use pyo3::exceptions::{PyIOError, PyStopIteration};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
-use crate::conn::{ConnId, ConnShared};
+use crate::conn::{ConnShared, RequestId};
 use crate::http::body::BodyReader;
 use crate::http::RequestError;
 use crate::workers::{Completion, Kind, LoopHandle, Pieces};
@@ -17,7 +17,7 @@ use crate::workers::{Completion, Kind, LoopHandle, Pieces};
 enum Source {
     Ready(BodyReader),
     Deferred {
-        conn: ConnId,
+        req: RequestId,
         shared: Arc<ConnShared>,
         handle: LoopHandle,
     },
@@ -36,10 +36,10 @@ impl InputStream {
         }
     }
 
-    pub fn deferred(conn: ConnId, shared: Arc<ConnShared>, handle: LoopHandle) -> Self {
+    pub fn deferred(req: RequestId, shared: Arc<ConnShared>, handle: LoopHandle) -> Self {
         InputStream {
             source: Source::Deferred {
-                conn,
+                req,
                 shared,
                 handle,
             },
@@ -56,13 +56,13 @@ impl InputStream {
 
     fn reader(&mut self, py: Python<'_>) -> PyResult<&mut BodyReader> {
         if let Source::Deferred {
-            conn,
+            req,
             shared,
             handle,
         } = &self.source
         {
             handle.send(Completion {
-                conn: *conn,
+                req: *req,
                 data: Pieces::new(),
                 kind: Kind::Continue,
             });

@@ -4,11 +4,11 @@
 
 use std::sync::Arc;
 
-use pyo3::exceptions::{PyAssertionError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyAssertionError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
 
-use crate::conn::{ConnId, ConnShared};
+use crate::conn::{ConnShared, RequestId};
 use crate::http::parse::parse_content_length;
 use crate::http::response::{RequestInfo, ResponseEncoder, ResponseHead};
 use crate::workers::{Completion, Kind, LoopHandle, Piece, Pieces, PyBytesSlice};
@@ -30,7 +30,7 @@ pub struct ClientGone;
 
 #[pyclass(module = "maitre._maitre")]
 pub struct StartResponse {
-    conn: ConnId,
+    req_id: RequestId,
     shared: Arc<ConnShared>,
     handle: LoopHandle,
     req: RequestInfo,
@@ -50,7 +50,7 @@ const ZERO_COPY_MIN: usize = 16 * 1024;
 
 impl StartResponse {
     pub fn new(
-        conn: ConnId,
+        req_id: RequestId,
         shared: Arc<ConnShared>,
         handle: LoopHandle,
         req: RequestInfo,
@@ -58,7 +58,7 @@ impl StartResponse {
         watermark: usize,
     ) -> Self {
         StartResponse {
-            conn,
+            req_id,
             shared,
             handle,
             req,
@@ -78,6 +78,11 @@ impl StartResponse {
 
     pub fn client_gone(&self) -> bool {
         self.shared.is_closed()
+    }
+
+    /// The response is complete (or broken off): nothing more may be sent.
+    pub fn finished(&self) -> bool {
+        self.finished
     }
 
     /// Writes the head into the output if it has not gone out yet.
@@ -106,6 +111,11 @@ impl StartResponse {
         py: Python<'_>,
         chunk: &Bound<'_, PyBytes>,
     ) -> PyResult<Result<(), ClientGone>> {
+        if self.finished {
+            return Err(PyRuntimeError::new_err(
+                "write() called after the response ended",
+            ));
+        }
         if chunk.as_bytes().is_empty() && self.encoder.is_none() {
             return Ok(Ok(())); // headers wait for the first non-empty chunk
         }
@@ -174,6 +184,9 @@ impl StartResponse {
 
     /// The response broke off after its head went out: flush and close.
     pub fn abort(&mut self) {
+        if self.finished {
+            return;
+        }
         self.finished = true;
         let _ = self.flush_kind(Kind::Abort);
     }
@@ -187,6 +200,10 @@ impl StartResponse {
     }
 
     fn flush_kind(&mut self, kind: Kind) -> Result<(), ClientGone> {
+        if self.shared.request_ended(self.req_id.seq) {
+            // Broken off while another thread held the response.
+            return Err(ClientGone);
+        }
         let mut data = std::mem::take(&mut self.pieces);
         if !self.out.is_empty() {
             data.push(Piece::Owned(std::mem::take(&mut self.out)));
@@ -194,7 +211,7 @@ impl StartResponse {
         self.shared
             .add_unsent(data.iter().map(|p| p.bytes().len()).sum());
         if self.handle.send(Completion {
-            conn: self.conn,
+            req: self.req_id,
             data,
             kind,
         }) {
@@ -242,6 +259,12 @@ impl StartResponse {
                     "status {status:?} must start with a three-digit code and a space, e.g. '200 OK'"
                 ))
             })?;
+        if code < 200 {
+            // A client reads a 1xx as interim and waits for the real answer.
+            return Err(PyValueError::new_err(format!(
+                "status {status:?} is informational (1xx): a WSGI application must send a final status"
+            )));
+        }
         let mut head = ResponseHead::new(self.req.version, code, status)
             .map_err(|c| not_latin1("status", status, c))?;
         for item in headers.try_iter()? {
@@ -267,11 +290,20 @@ impl StartResponse {
                 ));
             }
             if name.eq_ignore_ascii_case("content-length") {
-                head.content_length = Some(
-                    parse_content_length(value.trim().as_bytes()).ok_or_else(|| {
-                        PyValueError::new_err(format!("invalid Content-Length {value:?}"))
-                    })?,
-                );
+                let n = parse_content_length(value.trim().as_bytes()).ok_or_else(|| {
+                    PyValueError::new_err(format!("invalid Content-Length {value:?}"))
+                })?;
+                match head.content_length.replace(n) {
+                    // The same length twice frames the same: send it once.
+                    Some(prev) if prev == n => continue,
+                    // Which one frames the body is a guess a proxy may make differently.
+                    Some(prev) => {
+                        return Err(PyValueError::new_err(format!(
+                            "conflicting Content-Length headers: {prev} and {n}"
+                        )))
+                    }
+                    None => {}
+                }
             } else if name.eq_ignore_ascii_case("connection") {
                 head.close |= value
                     .split(',')
@@ -347,7 +379,7 @@ impl StartResponse {
         match self.send_chunk(py, data)? {
             Ok(()) => Ok(()),
             Err(ClientGone) => Err(pyo3::exceptions::PyConnectionAbortedError::new_err(
-                "the client closed the connection",
+                "the client closed the connection, or the response was broken off",
             )),
         }
     }

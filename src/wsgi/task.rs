@@ -3,12 +3,13 @@
 
 use std::sync::Arc;
 
-use pyo3::exceptions::PyTypeError;
+use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{IntoPyDict, PyBytes, PyDict, PyList, PyTuple};
 use smallvec::SmallVec;
 
+use crate::conn::RequestId;
 use crate::http::parse::{BodyFraming, RequestHead};
 use crate::http::response::{simple_response, RequestInfo};
 use crate::http::RequestError;
@@ -46,7 +47,7 @@ impl<'a, 'py> Task<'a, 'py> {
             job,
         } = self;
         let Job {
-            conn,
+            req: req_id,
             shared: conn_shared,
             head,
             body,
@@ -68,13 +69,13 @@ impl<'a, 'py> Task<'a, 'py> {
             JobBody::Deferred => (
                 Bound::new(
                     py,
-                    InputStream::deferred(conn, Arc::clone(&conn_shared), shared.handle.clone()),
+                    InputStream::deferred(req_id, Arc::clone(&conn_shared), shared.handle.clone()),
                 ),
                 None,
             ),
         };
         let responder = StartResponse::new(
-            conn,
+            req_id,
             Arc::clone(&conn_shared),
             shared.handle.clone(),
             RequestInfo {
@@ -90,7 +91,7 @@ impl<'a, 'py> Task<'a, 'py> {
             (Err(e), _) | (_, Err(e)) => {
                 log::error!(target: "maitre", "could not set up a request: {e}");
                 shared.handle.send(Completion {
-                    conn,
+                    req: req_id,
                     data: Pieces::new(),
                     kind: Kind::Abort,
                 });
@@ -109,7 +110,12 @@ impl<'a, 'py> Task<'a, 'py> {
         decr(&shared.stats.requests_in_app);
         if let Err(err) = outcome {
             incr(&shared.stats.app_errors);
-            fail(py, ctx, shared, &head, err, &responder, &input);
+            let failed = Failed {
+                req: req_id,
+                head: &head,
+                err,
+            };
+            fail(py, ctx, shared, failed, &responder, &input);
         }
     }
 }
@@ -163,42 +169,62 @@ fn send_result<'py>(
         None
     };
     if let Some(chunks) = whole {
-        return responder.borrow_mut().send_all(&chunks?);
+        return borrow(responder)?.send_all(&chunks?);
     }
     for item in result.try_iter()? {
         let item = item?;
-        let sent = responder.borrow_mut().send_chunk(py, as_bytes(&item)?)?;
+        let sent = borrow(responder)?.send_chunk(py, as_bytes(&item)?)?;
         if sent.is_err() {
             return Ok(()); // the client went away; stop asking the app for more
         }
     }
-    responder.borrow_mut().finish()
+    borrow(responder)?.finish()
+}
+
+/// The response state, unless a thread of the app's is inside `write()`
+/// (blocked on a slow client): sending from two threads at once is an app
+/// error, not a reason to panic.
+fn borrow<'py>(responder: &Bound<'py, StartResponse>) -> PyResult<PyRefMut<'py, StartResponse>> {
+    responder.try_borrow_mut().map_err(|_| {
+        PyRuntimeError::new_err(
+            "the response is being written by another thread (write() is in use)",
+        )
+    })
+}
+
+/// An app failure, and the request it happened in.
+struct Failed<'a> {
+    req: RequestId,
+    head: &'a RequestHead,
+    err: PyErr,
 }
 
 /// The app (or its response) failed: a 500 if the head has not gone out
-/// (or the status of the body error the app ran into), else break off.
+/// (or the status of the body error the app ran into), else break off; after
+/// a complete response, only the log hears of it.
 fn fail<'py>(
     py: Python<'py>,
     ctx: &WsgiContext,
     shared: &WorkerShared,
-    head: &RequestHead,
-    err: PyErr,
+    failed: Failed<'_>,
     responder: &Bound<'py, StartResponse>,
     input: &Bound<'py, InputStream>,
 ) {
-    let Ok(mut rsp) = responder.try_borrow_mut() else {
-        log::error!(target: "maitre", "start_response is in use by another thread; closing");
-        return;
-    };
+    let Failed { req, head, err } = failed;
     let target = String::from_utf8_lossy(head.target()).into_owned();
-    if rsp.client_gone() {
+    let rsp = responder.try_borrow_mut().ok();
+    if rsp.as_ref().is_some_and(|r| r.client_gone()) {
         log::debug!(target: "maitre", "client went away during {target}: {err}");
-        rsp.abort();
+        if let Some(mut rsp) = rsp {
+            rsp.abort();
+        }
         return;
     }
     let failure = input.try_borrow().ok().and_then(|i| i.failure().cloned());
     let error = match failure {
-        Some(e @ (RequestError::BadRequest(_) | RequestError::BodyTooLarge)) => e,
+        Some(
+            e @ (RequestError::BadRequest(_) | RequestError::BodyTooLarge | RequestError::Stopping),
+        ) => e,
         _ => {
             let exc = err.clone_ref(py).into_value(py);
             let logged = [("exc_info", exc)].into_py_dict(py).and_then(|kwargs| {
@@ -214,6 +240,19 @@ fn fail<'py>(
             RequestError::Internal("")
         }
     };
+    let Some(mut rsp) = rsp else {
+        // Another thread of the app's holds the response: break it off from
+        // here; whatever that thread sends later is for an ended request.
+        shared.handle.send(Completion {
+            req,
+            data: Pieces::new(),
+            kind: Kind::Abort,
+        });
+        return;
+    };
+    if rsp.finished() {
+        return;
+    }
     if rsp.head_sent() {
         rsp.abort();
         return;
