@@ -6,8 +6,9 @@ use std::mem::MaybeUninit;
 
 use super::{RequestError, Version};
 
-/// httparse needs a fixed header array; more headers than this is a 431.
-pub const MAX_HEADERS: usize = 128;
+/// Headers parsed into a stack array; a head with more is parsed again into
+/// a heap array, so only `max_request_header_size` limits the count.
+const STACK_HEADERS: usize = 128;
 
 /// Empty lines ignored before a request line (RFC 9112 §2.2 asks for at least
 /// one); more is a 400, so a stream of CRLF is not buffered and rescanned.
@@ -100,9 +101,19 @@ pub fn parse_head(
     let skip = leading_empty_lines(buf)?;
     let buf = &buf[skip..];
     // Uninitialised: filling 128 empty headers cost more than parsing a short head.
-    let mut headers = [const { MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS];
+    let mut headers = [const { MaybeUninit::<httparse::Header>::uninit() }; STACK_HEADERS];
+    let mut spill = Vec::new();
     let mut req = httparse::Request::new(&mut []);
-    let status = match req.parse_with_uninit_headers(buf, &mut headers) {
+    let mut result = req.parse_with_uninit_headers(buf, &mut headers);
+    if result == Err(httparse::Error::TooManyHeaders) {
+        // One slot per line within the limit (and one for a line still
+        // arriving) fits any head within it; running out means it is over.
+        let window = &buf[..buf.len().min(max_header_size)];
+        spill.reserve_exact(window.iter().filter(|&&b| b == b'\n').count() + 1);
+        req = httparse::Request::new(&mut []);
+        result = req.parse_with_uninit_headers(buf, spill.spare_capacity_mut());
+    }
+    let status = match result {
         Ok(s) => s,
         Err(httparse::Error::TooManyHeaders) => return Err(RequestError::HeaderTooLarge),
         Err(httparse::Error::Version) => {
@@ -392,14 +403,39 @@ mod tests {
             parse_head(&long.as_bytes()[..150], 100).unwrap_err(),
             RequestError::HeaderTooLarge
         );
-        let many: String = (0..MAX_HEADERS + 1)
-            .map(|i| format!("X{i}: y\r\n"))
-            .collect();
-        let req = format!("GET / HTTP/1.1\r\nHost: x\r\n{many}\r\n");
-        assert_eq!(
-            parse_head(req.as_bytes(), 1 << 20).unwrap_err(),
-            RequestError::HeaderTooLarge
-        );
+    }
+
+    fn with_headers(count: usize) -> String {
+        let many: String = (0..count).map(|i| format!("X{i}: y\r\n")).collect();
+        format!("GET / HTTP/1.1\r\nHost: x\r\n{many}\r\n")
+    }
+
+    #[test]
+    fn header_count_is_limited_by_size_alone() {
+        for count in [STACK_HEADERS, STACK_HEADERS + 1, 500] {
+            let req = with_headers(count);
+            let (h, n) = parse_head(req.as_bytes(), req.len()).unwrap().unwrap();
+            assert_eq!(n, req.len());
+            assert_eq!(h.header_pairs().count(), count + 1);
+            let last = format!("X{}", count - 1);
+            assert_eq!(h.header_pairs().last(), Some((last.as_bytes(), &b"y"[..])));
+            assert_eq!(
+                parse_head(req.as_bytes(), req.len() - 1).unwrap_err(),
+                RequestError::HeaderTooLarge
+            );
+            // Incomplete, within the limit: wait for more.
+            assert!(parse_head(&req.as_bytes()[..req.len() - 3], req.len())
+                .unwrap()
+                .is_none());
+        }
+        // The smallest header lines: one heap slot per line still suffices.
+        let tiny: String = (0..300).map(|_| "a:\r\n").collect();
+        let req = format!("GET / HTTP/1.1\r\nHost: x\r\n{tiny}\r\nbody");
+        let (h, _) = parse_head(req.as_bytes(), 8192).unwrap().unwrap();
+        assert_eq!(h.header_pairs().count(), 301);
+        for cut in [req.len() - 6, req.len() - 7, req.len() - 8] {
+            assert!(parse_head(&req.as_bytes()[..cut], 8192).unwrap().is_none());
+        }
     }
 
     #[test]
