@@ -59,12 +59,28 @@ impl BodyDecoder {
     }
 }
 
+/// Where the decoder is in RFC 9112 §7.1's grammar:
+/// `chunk-size *( BWS ";" BWS name [ BWS "=" BWS value ] ) CRLF`, then data
+/// and CRLF; after the last chunk, `*( field-line CRLF ) CRLF`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ChunkState {
     /// Hex digits of the chunk size.
     Size,
-    /// Optional whitespace and `;ext` after the size, up to CR.
-    Extension,
+    /// Whitespace after the size or a value: only `;` (or more of it) may follow.
+    BeforeSemi,
+    /// After `;`, before an extension name.
+    BeforeName,
+    Name,
+    /// Whitespace after a name: `;` or `=` may follow.
+    AfterName,
+    /// After `=`, before the value.
+    BeforeValue,
+    TokenValue,
+    Quoted,
+    /// After a backslash inside a quoted string.
+    QuotedPair,
+    /// After a quoted string's closing quote.
+    AfterQuoted,
     /// The LF after the size line's CR.
     SizeLf,
     Data,
@@ -72,17 +88,19 @@ enum ChunkState {
     DataLf,
     /// Start of a trailer line, or the final CRLF.
     TrailerStart,
-    /// Inside a trailer field line, up to CR.
-    Trailer,
+    TrailerName,
+    /// After the colon of a trailer field, up to CR.
+    TrailerValue,
     TrailerLf,
     /// The LF of the final empty line.
     EndLf,
     Done,
 }
 
-/// RFC 9112 §7.1 chunked decoding. Strict about CRLF (bare LF is a 400: lenient
-/// chunk parsing is a classic request-smuggling hole); extensions and trailers
-/// are parsed and dropped.
+/// RFC 9112 §7.1 chunked decoding, byte by byte outside the data. Anything
+/// the grammar does not allow is a 400, bare LF included: a lenient chunk
+/// parser frames a body differently from a strict proxy (request smuggling).
+/// Extensions and trailers are checked and dropped.
 #[derive(Debug)]
 pub struct ChunkedDecoder {
     state: ChunkState,
@@ -124,6 +142,10 @@ impl ChunkedDecoder {
             }
             let b = input[i];
             i += 1;
+            self.line += 1;
+            if self.line > MAX_CHUNK_LINE {
+                return Err(BAD);
+            }
             self.state = match (self.state, b) {
                 (Size, b) if b.is_ascii_hexdigit() => {
                     self.digits += 1;
@@ -134,22 +156,25 @@ impl ChunkedDecoder {
                     Size
                 }
                 (Size, _) if self.digits == 0 => return Err(BAD),
-                (Size, b'\r') => SizeLf,
-                (Size, b';' | b' ' | b'\t') => {
-                    self.line = 0;
-                    Extension
+                (Size | Name | TokenValue | AfterQuoted, b'\r') => SizeLf,
+                (Size | BeforeSemi | TokenValue | AfterQuoted, b' ' | b'\t') => BeforeSemi,
+                (Size | BeforeSemi | Name | AfterName | TokenValue | AfterQuoted, b';') => {
+                    BeforeName
                 }
-                (Extension, b'\r') => SizeLf,
-                (Extension, b'\n') => return Err(BAD),
-                (Extension, _) => {
-                    self.line += 1;
-                    if self.line > MAX_CHUNK_LINE {
-                        return Err(BAD);
-                    }
-                    Extension
-                }
+                (BeforeName, b' ' | b'\t') => BeforeName,
+                (BeforeName | Name, b) if is_tchar(b) => Name,
+                (Name | AfterName, b' ' | b'\t') => AfterName,
+                (Name | AfterName, b'=') => BeforeValue,
+                (BeforeValue, b' ' | b'\t') => BeforeValue,
+                (BeforeValue, b'"') => Quoted,
+                (BeforeValue | TokenValue, b) if is_tchar(b) => TokenValue,
+                (Quoted, b'"') => AfterQuoted,
+                (Quoted, b'\\') => QuotedPair,
+                (Quoted, b) if is_qdtext(b) => Quoted,
+                (QuotedPair, b) if b == b'\t' || b == b' ' || is_vchar_or_obs(b) => Quoted,
                 (SizeLf, b'\n') => {
                     self.digits = 0;
+                    self.line = 0;
                     if self.size == 0 {
                         TrailerStart
                     } else {
@@ -157,22 +182,19 @@ impl ChunkedDecoder {
                     }
                 }
                 (DataCr, b'\r') => DataLf,
-                (DataLf, b'\n') => Size,
+                (DataLf, b'\n') => {
+                    self.line = 0;
+                    Size
+                }
                 (TrailerStart, b'\r') => EndLf,
-                (TrailerStart | Trailer, b'\n') => return Err(BAD),
-                (TrailerStart, _) => {
-                    self.line = 1;
-                    Trailer
+                (TrailerStart | TrailerName, b) if is_tchar(b) => TrailerName,
+                (TrailerName, b':') => TrailerValue,
+                (TrailerValue, b'\r') => TrailerLf,
+                (TrailerValue, b) if b == b'\t' || b == b' ' || is_vchar_or_obs(b) => TrailerValue,
+                (TrailerLf, b'\n') => {
+                    self.line = 0;
+                    TrailerStart
                 }
-                (Trailer, b'\r') => TrailerLf,
-                (Trailer, _) => {
-                    self.line += 1;
-                    if self.line > MAX_CHUNK_LINE {
-                        return Err(BAD);
-                    }
-                    Trailer
-                }
-                (TrailerLf, b'\n') => TrailerStart,
                 (EndLf, b'\n') => Done,
                 _ => return Err(BAD),
             };
@@ -187,6 +209,21 @@ fn hex_value(b: u8) -> u8 {
         b'a'..=b'f' => b - b'a' + 10,
         _ => b - b'A' + 10,
     }
+}
+
+/// RFC 9110 §5.6.2 `tchar`.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// `VCHAR / obs-text`: visible ASCII or any byte from 0x80.
+fn is_vchar_or_obs(b: u8) -> bool {
+    matches!(b, 0x21..=0x7e | 0x80..=0xff)
+}
+
+/// RFC 9110 §5.6.4 `qdtext`: what a quoted string holds without escaping.
+fn is_qdtext(b: u8) -> bool {
+    b == b'\t' || b == b' ' || (is_vchar_or_obs(b) && b != b'"' && b != b'\\')
 }
 
 /// A body being received: memory first, a temporary file past `overflow` bytes.
@@ -427,14 +464,130 @@ mod tests {
         for bad in [
             &b"x\r\n"[..],
             b"\r\n",
-            b"5\nhello\r\n",
             b"5\r\nhelloXX",
-            b"5\r\nhello\n0\r\n\r\n",
             b"1234567890abcdef0\r\n",
+            b"0\r\nTrailer\r\n",
+            b"0\r\n: no name\r\n",
+            b"0\r\nX: nul\x00\r\n",
+            b"0\r\n folded\r\n",
+            b"0\r\nX : y\r\n",
+        ] {
+            assert!(decode_all(&[bad]).is_err(), "accepted {bad:?}");
+        }
+    }
+
+    #[test]
+    fn bare_lf_in_chunked_framing_is_refused() {
+        for bad in [
+            &b"5\nhello\r\n"[..],
+            b"5;a=b\nhello\r\n",
+            b"5;a\nhello\r\n",
+            b"5\r\nhello\n0\r\n\r\n",
+            b"5\r\nhello\r\r\n",
+            b"0\n\r\n",
+            b"0\r\n\n",
+            b"0\r\nX: y\n\r\n",
             b"0\r\nTrailer\n",
         ] {
             assert!(decode_all(&[bad]).is_err(), "accepted {bad:?}");
         }
+    }
+
+    #[test]
+    fn chunk_size_line_outside_the_grammar_is_refused() {
+        for line in [
+            // From the differential run against waitress.
+            &b"3 junk"[..],
+            b"3 1",
+            b"3;\x00",
+            b"3;a=",
+            b"6;5 xt=1",
+            // Whitespace only around `;` and `=`, never at the end.
+            b"3 ",
+            b"3\t",
+            b"3;a ",
+            b"3;a=b ",
+            b"3;a=\"q\" ",
+            // Names and values are tokens or quoted strings.
+            b"3;",
+            b"3;;a",
+            b"3;=b",
+            b"3;a b",
+            b"3;a=b c",
+            b"3;a=b=c",
+            b"3;a=\"x\"y",
+            b"3;a=\"open",
+            b"3;a=\"bad\x01\"",
+            b"3;a=\"esc\\\x01\"",
+            b"3;a=b\x7f",
+            b"3;a@=b",
+            b"3;a=\xff",
+            b"3\x00",
+            b"-3",
+            b"+3",
+            b"0x3",
+        ] {
+            let mut body = line.to_vec();
+            body.extend_from_slice(b"\r\nabc\r\n0\r\n\r\n");
+            assert!(decode_all(&[&body]).is_err(), "accepted {line:?}");
+            // Byte by byte, the same answer.
+            let pieces: Vec<&[u8]> = body.chunks(1).collect();
+            assert!(decode_all(&pieces).is_err(), "accepted split {line:?}");
+        }
+    }
+
+    #[test]
+    fn chunk_extensions_within_the_grammar_pass() {
+        for line in [
+            &b"3"[..],
+            b"003",
+            b"3;a",
+            b"3;a=b",
+            b"3;a;b=c",
+            b"3 ;a",
+            b"3\t;\ta\t=\tb",
+            b"3 ; a = \"q\\\"x\"",
+            b"3;a=\"\"",
+            b"3;a=\"sp ace;semi=eq\"",
+            b"3;a=\"\xe9\\\xff\"",
+            b"3;a=\"x\" ;b",
+            b"3;a=b ;c=d",
+            b"3;!#$%&'*+-.^_`|~=!#$%&'*+-.^_`|~",
+        ] {
+            let mut body = line.to_vec();
+            body.extend_from_slice(b"\r\nabc\r\n0;end=\"1\"\r\nX-T: v\t1\r\nY:\r\n\r\n");
+            let (out, done, consumed) = decode_all(&[&body]).unwrap();
+            assert_eq!(
+                (&out[..], done, consumed),
+                (&b"abc"[..], true, body.len()),
+                "{line:?}"
+            );
+            let pieces: Vec<&[u8]> = body.chunks(1).collect();
+            let (out, done, _) = decode_all(&pieces).unwrap();
+            assert_eq!((&out[..], done), (&b"abc"[..], true), "split {line:?}");
+        }
+        let (out, done, _) = decode_all(&[b"aB\r\n", &[b'z'; 0xab], b"\r\n0\r\n\r\n"]).unwrap();
+        assert_eq!((out.len(), done), (0xab, true));
+    }
+
+    #[test]
+    fn chunk_lines_are_bounded() {
+        let mut long = b"3;a=".to_vec();
+        long.resize(MAX_CHUNK_LINE + 10, b'b');
+        assert!(decode_all(&[&long]).is_err());
+        let mut trailer = b"0\r\nX:".to_vec();
+        trailer.resize(MAX_CHUNK_LINE + 10, b'v');
+        assert!(decode_all(&[&trailer]).is_err());
+        // The bound is per line: many lines each under it are fine.
+        let mut body = Vec::new();
+        for _ in 0..4 {
+            body.extend_from_slice(b"1;e=");
+            body.resize(body.len() + MAX_CHUNK_LINE - 10, b'e');
+            body.extend_from_slice(b"\r\nz\r\n");
+        }
+        body.extend_from_slice(b"0\r\n\r\n");
+        let (out, done, _) = decode_all(&[&body]).unwrap();
+        assert_eq!((&out[..], done), (&b"zzzz"[..], true));
     }
 
     #[test]

@@ -6,8 +6,13 @@ use std::mem::MaybeUninit;
 
 use super::{RequestError, Version};
 
-/// httparse needs a fixed header array; more headers than this is a 431.
-pub const MAX_HEADERS: usize = 128;
+/// Headers parsed into a stack array; a head with more is parsed again into
+/// a heap array, so only `max_request_header_size` limits the count.
+const STACK_HEADERS: usize = 128;
+
+/// Empty lines ignored before a request line (RFC 9112 §2.2 asks for at least
+/// one); more is a 400, so a stream of CRLF is not buffered and rescanned.
+const MAX_EMPTY_LINES: usize = 4;
 
 /// A byte range inside a `RequestHead`'s bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,13 +98,22 @@ pub fn parse_head(
     buf: &[u8],
     max_header_size: usize,
 ) -> Result<Option<(RequestHead, usize)>, RequestError> {
-    // RFC 9112 §2.2: ignore at least one empty line before a request line.
-    let skip = leading_empty_lines(buf);
+    let skip = leading_empty_lines(buf)?;
     let buf = &buf[skip..];
     // Uninitialised: filling 128 empty headers cost more than parsing a short head.
-    let mut headers = [const { MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS];
+    let mut headers = [const { MaybeUninit::<httparse::Header>::uninit() }; STACK_HEADERS];
+    let mut spill = Vec::new();
     let mut req = httparse::Request::new(&mut []);
-    let status = match req.parse_with_uninit_headers(buf, &mut headers) {
+    let mut result = req.parse_with_uninit_headers(buf, &mut headers);
+    if result == Err(httparse::Error::TooManyHeaders) {
+        // One slot per line within the limit (and one for a line still
+        // arriving) fits any head within it; running out means it is over.
+        let window = &buf[..buf.len().min(max_header_size)];
+        spill.reserve_exact(window.iter().filter(|&&b| b == b'\n').count() + 1);
+        req = httparse::Request::new(&mut []);
+        result = req.parse_with_uninit_headers(buf, spill.spare_capacity_mut());
+    }
+    let status = match result {
         Ok(s) => s,
         Err(httparse::Error::TooManyHeaders) => return Err(RequestError::HeaderTooLarge),
         Err(httparse::Error::Version) => {
@@ -118,6 +132,11 @@ pub fn parse_head(
     };
     if len > max_header_size {
         return Err(RequestError::HeaderTooLarge);
+    }
+    if has_bare_lf(&buf[..len]) {
+        // httparse takes a lone LF as a line end; a proxy that splits lines
+        // on CRLF only would see a different request (request smuggling).
+        return Err(RequestError::BadRequest("bare LF in the request head"));
     }
     let version = match req.version {
         Some(0) => Version::Http10,
@@ -211,17 +230,36 @@ pub fn parse_head(
     Ok(Some((head, skip + len)))
 }
 
-fn leading_empty_lines(buf: &[u8]) -> usize {
+/// Bytes of CRLF empty lines before the request line. httparse would skip any
+/// number of them, CRLF or bare LF, so the bound is enforced here first.
+fn leading_empty_lines(buf: &[u8]) -> Result<usize, RequestError> {
     let mut i = 0;
     loop {
         if buf[i..].starts_with(b"\r\n") {
             i += 2;
+            if i > 2 * MAX_EMPTY_LINES {
+                return Err(RequestError::BadRequest(
+                    "too many empty lines before the request line",
+                ));
+            }
         } else if buf[i..].starts_with(b"\n") {
-            i += 1;
+            return Err(RequestError::BadRequest("bare LF before the request line"));
         } else {
-            return i;
+            return Ok(i);
         }
     }
+}
+
+/// Whether any LF in `head` lacks its CR. Branch-free over the whole head so
+/// that it vectorises: the common, valid head pays a few nanoseconds.
+fn has_bare_lf(head: &[u8]) -> bool {
+    let Some((&first, rest)) = head.split_first() else {
+        return false;
+    };
+    let lone = head.iter().zip(rest).fold(false, |bad, (&prev, &b)| {
+        bad | ((b == b'\n') & (prev != b'\r'))
+    });
+    (first == b'\n') | lone
 }
 
 /// `1*DIGIT` and nothing else: no sign, no list, no spaces inside, no overflow.
@@ -365,14 +403,96 @@ mod tests {
             parse_head(&long.as_bytes()[..150], 100).unwrap_err(),
             RequestError::HeaderTooLarge
         );
-        let many: String = (0..MAX_HEADERS + 1)
-            .map(|i| format!("X{i}: y\r\n"))
-            .collect();
-        let req = format!("GET / HTTP/1.1\r\nHost: x\r\n{many}\r\n");
-        assert_eq!(
-            parse_head(req.as_bytes(), 1 << 20).unwrap_err(),
-            RequestError::HeaderTooLarge
-        );
+    }
+
+    fn with_headers(count: usize) -> String {
+        let many: String = (0..count).map(|i| format!("X{i}: y\r\n")).collect();
+        format!("GET / HTTP/1.1\r\nHost: x\r\n{many}\r\n")
+    }
+
+    #[test]
+    fn header_count_is_limited_by_size_alone() {
+        for count in [STACK_HEADERS, STACK_HEADERS + 1, 500] {
+            let req = with_headers(count);
+            let (h, n) = parse_head(req.as_bytes(), req.len()).unwrap().unwrap();
+            assert_eq!(n, req.len());
+            assert_eq!(h.header_pairs().count(), count + 1);
+            let last = format!("X{}", count - 1);
+            assert_eq!(h.header_pairs().last(), Some((last.as_bytes(), &b"y"[..])));
+            assert_eq!(
+                parse_head(req.as_bytes(), req.len() - 1).unwrap_err(),
+                RequestError::HeaderTooLarge
+            );
+            // Incomplete, within the limit: wait for more.
+            assert!(parse_head(&req.as_bytes()[..req.len() - 3], req.len())
+                .unwrap()
+                .is_none());
+        }
+        // The smallest header lines: one heap slot per line still suffices.
+        let tiny: String = (0..300).map(|_| "a:\r\n").collect();
+        let req = format!("GET / HTTP/1.1\r\nHost: x\r\n{tiny}\r\nbody");
+        let (h, _) = parse_head(req.as_bytes(), 8192).unwrap().unwrap();
+        assert_eq!(h.header_pairs().count(), 301);
+        for cut in [req.len() - 6, req.len() - 7, req.len() - 8] {
+            assert!(parse_head(&req.as_bytes()[..cut], 8192).unwrap().is_none());
+        }
+    }
+
+    #[test]
+    fn bare_lf_in_head_is_400() {
+        for req in [
+            "POST /echo HTTP/1.1\nHost: x\nContent-Length: 3\n\nabc",
+            "GET / HTTP/1.1\nHost: x\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: x\nX: y\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: x\r\n\n",
+            "\nGET / HTTP/1.1\r\nHost: x\r\n\r\n",
+            "\r\n\nGET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        ] {
+            assert!(
+                matches!(bad(req), RequestError::BadRequest(_)),
+                "not rejected: {req:?}"
+            );
+        }
+        // A bare LF in the body is none of the head's business.
+        let req = "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n\n\n";
+        let (_, n) = parse(req).unwrap().unwrap();
+        assert_eq!(n, req.len() - 2);
+        // A lone CR is httparse's to refuse.
+        assert!(matches!(
+            bad("GET / HTTP/1.1\r\nHost: x\rX: y\r\n\r\n"),
+            RequestError::BadRequest(_)
+        ));
+        assert!(!has_bare_lf(b""));
+        assert!(has_bare_lf(b"\n"));
+        assert!(has_bare_lf(b"a\r\r\n\n"));
+        assert!(!has_bare_lf(b"\r\na\r\n\r\n"));
+    }
+
+    #[test]
+    fn empty_lines_before_request_line_are_bounded() {
+        let get = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        let few = format!("{}{get}", "\r\n".repeat(MAX_EMPTY_LINES));
+        let (h, n) = parse(&few).unwrap().unwrap();
+        assert_eq!((h.method(), n), (&b"GET"[..], few.len()));
+        // Only empty lines so far: wait, until there are too many of them.
+        assert!(parse(&"\r\n".repeat(MAX_EMPTY_LINES)).unwrap().is_none());
+        assert!(parse(&format!("{}\r", "\r\n".repeat(MAX_EMPTY_LINES)))
+            .unwrap()
+            .is_none());
+        for flood in [
+            "\r\n".repeat(MAX_EMPTY_LINES + 1),
+            format!("{}{get}", "\r\n".repeat(MAX_EMPTY_LINES + 1)),
+            "\r\n".repeat(1 << 20),
+        ] {
+            assert!(matches!(
+                parse_head(flood.as_bytes(), 1 << 30),
+                Err(RequestError::BadRequest(_))
+            ));
+        }
+        assert!(matches!(
+            bad("\r\n\rGET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+            RequestError::BadRequest(_)
+        ));
     }
 
     #[test]
