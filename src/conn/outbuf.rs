@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, IoSlice, Read, Seek, SeekFrom, Write};
 
-use crate::http::body::temp_file;
+use crate::os::tempfile;
 use crate::workers::{Piece, Pieces};
 
 /// Bytes read back from the spill file per write attempt.
@@ -88,7 +88,7 @@ impl OutBuffer {
         let spill = match &mut self.spill {
             Some(spill) => spill,
             None => self.spill.insert(Spill {
-                file: temp_file()?,
+                file: tempfile::create()?,
                 read_at: 0,
                 write_at: 0,
                 chunk: Vec::new(),
