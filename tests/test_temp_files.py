@@ -141,6 +141,44 @@ def read_response(sock: socket.socket, pause: float = 0.0):
     return parse_one(bytes(data))[0]
 
 
+def test_spill_file_that_cannot_be_created_keeps_the_response_whole(server, tmp_path):
+    """issue 13 item 16: a spill file that cannot be created truncated the
+    response (3.9 of 21 MB) with only a DEBUG line; now the output stays in
+    memory, the response is complete, and one WARNING names the directory."""
+    missing = tmp_path / "no-such-dir"
+    s = server({"TMPDIR": str(missing)}, outbuf_overflow=64 * 1024)
+    with s.connect() as sock:
+        sock.sendall(f"GET /{BIG} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        resp = read_response(sock, pause=0.5)
+        assert resp.status == 200
+        assert len(resp.body) == BIG
+        assert resp.body == pattern(BIG)
+        # The connection still serves.
+        sock.sendall(b"GET /10 HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert read_response(sock).body == pattern(10)
+    line = s.wait_line("WARNING")
+    assert str(missing) in line, line
+    assert "No such file or directory" in line, line
+    assert "".join(s.all_lines).count("WARNING") == 1, s.all_lines
+
+
+def test_body_spool_that_cannot_be_created_is_a_500_and_a_warning(server, tmp_path):
+    """issue 13 item 16: a request body past inbuf_overflow that cannot be
+    spooled to disk was refused with only a DEBUG line; the 500 stays, and a
+    WARNING now names the directory and the error."""
+    missing = tmp_path / "no-such-dir"
+    s = server({"TMPDIR": str(missing)}, inbuf_overflow=1024)
+    body = b"x" * 100_000
+    with s.connect() as sock:
+        sock.sendall(
+            f"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
+        )
+        resp = read_response(sock)
+        assert resp.status == 500
+    line = s.wait_line("WARNING")
+    assert str(missing) in line, line
+
+
 SLOW_UNLINK_C = r"""
 #define _GNU_SOURCE
 #include <dlfcn.h>
