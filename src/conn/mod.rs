@@ -401,9 +401,7 @@ impl Conn {
     /// app's, so `written` can subtract uniformly.
     fn queue(&mut self, data: Vec<u8>) {
         self.shared.add_unsent(data.len());
-        // Small and into an empty or memory-backed buffer; a failure here
-        // would also fail the next write, which closes the connection.
-        let _ = self.out.push(Piece::Owned(data));
+        self.out.push(Piece::Owned(data));
     }
 
     /// Reads what it wants, advances the state machine, writes what is queued.

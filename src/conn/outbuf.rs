@@ -2,12 +2,15 @@
 //! `outbuf_overflow` bytes a temporary file (waitress's meaning of the option),
 //! so a slow client costs disk rather than memory. Order is kept: once output
 //! spills to the file, everything after it goes there until the file drains.
+//! When the file cannot be made or written (`TMPDIR` missing, disk full), the
+//! output stays in memory instead, bounded by the worker's wait at
+//! `outbuf_high_watermark`: a response is slower to drain, never cut short.
 
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, IoSlice, Read, Seek, SeekFrom, Write};
 
-use crate::http::body::temp_file;
+use crate::os::tempfile;
 use crate::workers::{Piece, Pieces};
 
 /// Bytes read back from the spill file per write attempt.
@@ -20,6 +23,11 @@ pub struct OutBuffer {
     mem_len: usize,
     spill: Option<Spill>,
     overflow: usize,
+    /// Making the spill file failed: no new try (nor log line) per write
+    /// until the buffer has drained.
+    spill_failed: bool,
+    /// Makes the spill file; a field so tests can make it fail.
+    create_file: fn() -> io::Result<File>,
 }
 
 struct Spill {
@@ -29,6 +37,45 @@ struct Spill {
     /// Read back from the file, not yet written to the socket.
     chunk: Vec<u8>,
     chunk_pos: usize,
+    /// Output queued once writing the file failed; it follows the file's
+    /// contents out.
+    after: VecDeque<Piece>,
+}
+
+impl Spill {
+    fn new(file: File) -> Self {
+        Spill {
+            file,
+            read_at: 0,
+            write_at: 0,
+            chunk: Vec::new(),
+            chunk_pos: 0,
+            after: VecDeque::new(),
+        }
+    }
+
+    fn push(&mut self, piece: Piece, start: usize) {
+        let data = &piece.bytes()[start..];
+        if self.after.is_empty() {
+            match self.append(data) {
+                Ok(()) => return,
+                Err(e) => tempfile::write_failed(&e),
+            }
+        }
+        let piece = match start {
+            0 => piece,
+            _ => Piece::Owned(data.to_vec()),
+        };
+        self.after.push_back(piece);
+    }
+
+    /// On failure `write_at` stays put: bytes written past it are never read.
+    fn append(&mut self, data: &[u8]) -> io::Result<()> {
+        self.file.seek(SeekFrom::Start(self.write_at))?;
+        self.file.write_all(data)?;
+        self.write_at += data.len() as u64;
+        Ok(())
+    }
 }
 
 impl OutBuffer {
@@ -39,6 +86,8 @@ impl OutBuffer {
             mem_len: 0,
             spill: None,
             overflow,
+            spill_failed: false,
+            create_file: tempfile::create,
         }
     }
 
@@ -60,45 +109,40 @@ impl OutBuffer {
         for piece in pieces {
             let start = skip.min(piece.bytes().len());
             skip -= start;
-            self.push_from(piece, start)?;
+            self.push_from(piece, start);
         }
         Ok(written)
     }
 
-    pub fn push(&mut self, piece: Piece) -> io::Result<()> {
+    pub fn push(&mut self, piece: Piece) {
         self.push_from(piece, 0)
     }
 
     /// Queues the piece from byte `start` on (only ever non-zero when the
     /// buffer is empty: see `push_through`).
-    fn push_from(&mut self, piece: Piece, start: usize) -> io::Result<()> {
+    fn push_from(&mut self, piece: Piece, start: usize) {
         let len = piece.bytes().len();
         if start >= len {
-            return Ok(());
+            return;
         }
-        if self.spill.is_none() && self.mem_len + len - start <= self.overflow {
-            if self.mem.is_empty() {
-                self.pos = start;
+        if let Some(spill) = &mut self.spill {
+            return spill.push(piece, start);
+        }
+        if self.mem.is_empty() {
+            self.spill_failed = false;
+        }
+        if self.mem_len + len - start > self.overflow && !self.spill_failed {
+            // `tempfile` logs a failure.
+            match (self.create_file)() {
+                Ok(file) => return self.spill.insert(Spill::new(file)).push(piece, start),
+                Err(_) => self.spill_failed = true,
             }
-            self.mem_len += len;
-            self.mem.push_back(piece);
-            return Ok(());
         }
-        let data = piece.bytes();
-        let spill = match &mut self.spill {
-            Some(spill) => spill,
-            None => self.spill.insert(Spill {
-                file: temp_file()?,
-                read_at: 0,
-                write_at: 0,
-                chunk: Vec::new(),
-                chunk_pos: 0,
-            }),
-        };
-        spill.file.seek(SeekFrom::Start(spill.write_at))?;
-        spill.file.write_all(&data[start..])?;
-        spill.write_at += (data.len() - start) as u64;
-        Ok(())
+        if self.mem.is_empty() {
+            self.pos = start;
+        }
+        self.mem_len += len;
+        self.mem.push_back(piece);
     }
 
     /// Writes as much as `sink` takes; returns the bytes written. Stops at
@@ -111,7 +155,13 @@ impl OutBuffer {
             } else if let Some(spill) = &mut self.spill {
                 if spill.chunk_pos == spill.chunk.len() {
                     if spill.read_at == spill.write_at {
-                        self.spill = None; // drained: back to memory
+                        // Drained: back to memory, where what queued behind
+                        // the file goes first.
+                        let after = std::mem::take(&mut spill.after);
+                        self.mem_len = after.iter().map(|p| p.bytes().len()).sum();
+                        self.mem = after;
+                        self.pos = 0;
+                        self.spill = None;
                         continue;
                     }
                     let n = (spill.write_at - spill.read_at).min(SPILL_READ as u64) as usize;
@@ -208,6 +258,7 @@ fn write_vectored_until_blocked(pieces: &[Piece], sink: &mut impl Write) -> io::
 mod tests {
     use super::*;
     use smallvec::smallvec;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// A sink that takes at most `room` bytes per call, then would block.
     struct Trickle {
@@ -328,7 +379,7 @@ mod tests {
         for i in 0..50u8 {
             let piece = vec![i; (i as usize % 7) + 1];
             expected.extend_from_slice(&piece);
-            out.push(Piece::Owned(piece)).unwrap();
+            out.push(Piece::Owned(piece));
         }
         assert!(
             out.spill.is_some(),
@@ -345,7 +396,68 @@ mod tests {
         }
         assert_eq!(sink.got, expected);
         // Drained: new output goes to memory again.
-        out.push(Piece::Owned(vec![1])).unwrap();
+        out.push(Piece::Owned(vec![1]));
+        assert!(out.spill.is_none());
+    }
+
+    /// Pushes 50 pieces of 1 to 7 bytes; returns what they add up to.
+    fn push_pieces(out: &mut OutBuffer, first: u8) -> Vec<u8> {
+        let mut expected = Vec::new();
+        for i in first..first + 50 {
+            let piece = vec![i; (i as usize % 7) + 1];
+            expected.extend_from_slice(&piece);
+            out.push(Piece::Owned(piece));
+        }
+        expected
+    }
+
+    fn drain(out: &mut OutBuffer) -> Vec<u8> {
+        let mut sink = Trickle {
+            got: Vec::new(),
+            room: 3,
+            calls_left: 0,
+        };
+        while !out.is_empty() {
+            sink.calls_left = 5;
+            out.write_to(&mut sink).unwrap();
+        }
+        sink.got
+    }
+
+    #[test]
+    fn spill_file_that_cannot_be_made_keeps_output_in_memory_in_order() {
+        static TRIES: AtomicUsize = AtomicUsize::new(0);
+        let mut out = OutBuffer::new(10);
+        out.create_file = || {
+            TRIES.fetch_add(1, Ordering::Relaxed);
+            Err(io::ErrorKind::NotFound.into())
+        };
+        let expected = push_pieces(&mut out, 0);
+        assert!(out.spill.is_none());
+        assert_eq!(out.mem_len, expected.len(), "all of it held in memory");
+        assert_eq!(TRIES.load(Ordering::Relaxed), 1, "one try until drained");
+        assert_eq!(drain(&mut out), expected);
+        // Drained: the next output past overflow tries the file again.
+        push_pieces(&mut out, 0);
+        assert_eq!(TRIES.load(Ordering::Relaxed), 2);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn output_after_a_failed_spill_write_follows_the_file_out() {
+        use std::os::fd::AsRawFd;
+        let mut out = OutBuffer::new(10);
+        let mut expected = push_pieces(&mut out, 0);
+        let spill = out.spill.as_mut().unwrap();
+        // The same file, read-only now: writes fail as on a full disk.
+        let path = format!("/proc/self/fd/{}", spill.file.as_raw_fd());
+        spill.file = File::open(path).unwrap();
+        let written = spill.write_at;
+        expected.extend(push_pieces(&mut out, 50));
+        let spill = out.spill.as_ref().unwrap();
+        assert_eq!(spill.write_at, written, "nothing more went to the file");
+        assert_eq!(spill.after.len(), 50);
+        assert_eq!(drain(&mut out), expected);
         assert!(out.spill.is_none());
     }
 }

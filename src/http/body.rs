@@ -6,10 +6,10 @@ use std::borrow::Cow;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::mem::MaybeUninit;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::parse::BodyFraming;
 use super::RequestError;
+use crate::os::tempfile;
 
 /// Chunk-size lines, extensions and trailer lines longer than this are refused.
 const MAX_CHUNK_LINE: usize = 4096;
@@ -270,13 +270,15 @@ impl Spool {
     pub fn write(&mut self, data: &[u8]) -> io::Result<()> {
         let filled = self.len as usize;
         if self.file.is_none() && filled + data.len() > self.overflow {
-            let mut file = temp_file()?;
-            file.write_all(&self.mem[..filled])?;
+            // A failure is the caller's 500; `tempfile` logs why.
+            let mut file = tempfile::create()?;
+            file.write_all(&self.mem[..filled])
+                .inspect_err(tempfile::write_failed)?;
             self.mem = Vec::new();
             self.file = Some(file);
         }
         match &mut self.file {
-            Some(file) => file.write_all(data)?,
+            Some(file) => file.write_all(data).inspect_err(tempfile::write_failed)?,
             None => self.mem.extend_from_slice(data),
         }
         self.len += data.len() as u64;
@@ -399,27 +401,6 @@ impl BodyReader {
             }
         }
     }
-}
-
-/// An anonymous temporary file: unlinked at once on Unix, so a crash leaves
-/// nothing behind; on Windows deleted by the OS when it is closed.
-pub fn temp_file() -> io::Result<File> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let path = std::env::temp_dir().join(format!("maitre-{}-{}.body", std::process::id(), n));
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true).write(true).create_new(true);
-    #[cfg(windows)]
-    {
-        use std::os::windows::fs::OpenOptionsExt;
-        const FILE_FLAG_DELETE_ON_CLOSE: u32 = 0x0400_0000;
-        options.custom_flags(FILE_FLAG_DELETE_ON_CLOSE);
-    }
-    let file = options.open(&path)?;
-    // An open descriptor keeps an unlinked file alive until it is closed.
-    #[cfg(unix)]
-    std::fs::remove_file(&path)?;
-    Ok(file)
 }
 
 #[cfg(test)]
