@@ -438,6 +438,9 @@ impl Conn {
                 _ => self.phase = Phase::Closing,
             }
         }
+        if ctx.stopping && matches!(self.phase, Phase::Head) && self.out.is_empty() {
+            return Next::Close;
+        }
         if matches!(self.phase, Phase::Closing) && self.out.is_empty() {
             if self.linger_until.is_some() {
                 return if self.read_closed {
@@ -540,7 +543,8 @@ impl Conn {
         loop {
             match &mut self.phase {
                 Phase::Head => {
-                    if self.inbuf.is_empty() || self.held_back(ctx.cfg) {
+                    // While stopping, no new request starts (see `on_shutdown`).
+                    if self.inbuf.is_empty() || self.held_back(ctx.cfg) || ctx.stopping {
                         return;
                     }
                     match parse_head(&self.inbuf, ctx.cfg.max_request_header_size) {
@@ -741,6 +745,7 @@ mod tests {
         cfg: Config,
         stats: Stats,
         scratch: Vec<u8>,
+        stopping: bool,
     }
 
     impl Rig {
@@ -765,6 +770,7 @@ mod tests {
                 cfg: config(),
                 stats: Stats::default(),
                 scratch: vec![0; 8192],
+                stopping: false,
             }
         }
 
@@ -776,7 +782,7 @@ mod tests {
                     jobs: &self.jobs_tx,
                     stats: &self.stats,
                     scratch: &mut self.scratch,
-                    stopping: false,
+                    stopping: self.stopping,
                     now: Instant::now(),
                 },
             )
@@ -944,6 +950,42 @@ mod tests {
             Next::Close
         );
         assert_eq!(rig.read_client(), b"bye");
+    }
+
+    /// Issue 13 item 14: while the client has not read enough of the responses,
+    /// pipelined requests wait; and once the server is stopping they never start.
+    #[test]
+    fn pipelined_requests_wait_for_unread_output_and_not_at_all_while_stopping() {
+        let mut rig = Rig::new();
+        let two = [GET, b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n"].concat();
+        rig.send(&two);
+        let _first = rig.job();
+        let big = vec![b'r'; 8 << 20]; // far more than the socket takes, over the watermark
+        assert_eq!(
+            rig.complete(&big, Kind::End { keep_alive: true }),
+            Next::Keep
+        );
+        assert!(
+            rig.jobs.try_recv().is_err(),
+            "held back: the client reads nothing"
+        );
+        rig.stopping = true;
+        assert_eq!(rig.conn.on_shutdown(), Next::Keep, "output still to send");
+        let mut got = 0;
+        let mut buf = vec![0; 1 << 16];
+        let next = loop {
+            got += rig.client.read(&mut buf).unwrap();
+            let (conn, mut ctx) = rig.ctx();
+            let next = conn.on_event(&mut ctx, false, false);
+            if next != Next::Keep || got >= big.len() {
+                break next;
+            }
+        };
+        assert_eq!(next, Next::Close, "drained while stopping: close");
+        assert!(
+            rig.jobs.try_recv().is_err(),
+            "no request starts while stopping"
+        );
     }
 
     #[test]
