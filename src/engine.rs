@@ -19,7 +19,7 @@ use crate::net::listener::{somaxconn, Listener};
 use crate::stats::Stats;
 use crate::workers::pool::{self, WorkerShared};
 use crate::workers::queue;
-use crate::workers::{LoopHandle, LoopWaker, WorkerLink};
+use crate::workers::{Garbage, LoopHandle, LoopWaker, WorkerLink};
 
 /// Sockets bound but not yet served.
 struct Bound_ {
@@ -161,7 +161,7 @@ impl Engine {
         crate::os::malloc::tune();
         let (job_tx, job_rx) = queue::channel();
         let (done_tx, done_rx) = crossbeam_channel::unbounded();
-        let (garbage_tx, garbage_rx) = crossbeam_channel::unbounded();
+        let garbage = Garbage::default();
         let event_loop = EventLoop::new(
             poll,
             listeners,
@@ -170,7 +170,7 @@ impl Engine {
             WorkerLink {
                 jobs: job_tx,
                 completions: done_rx,
-                garbage: garbage_rx.clone(),
+                garbage: garbage.clone(),
             },
             Arc::clone(&self.control),
         )?;
@@ -182,9 +182,8 @@ impl Engine {
             handle: LoopHandle {
                 completions: done_tx,
                 waker: Arc::clone(&self.control.waker),
-                garbage: garbage_tx,
+                garbage,
             },
-            garbage: garbage_rx,
         });
         let mut threads = self.threads.lock();
         threads.extend(pool::spawn(shared, self.cfg.threads)?);

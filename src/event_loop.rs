@@ -9,15 +9,13 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 use mio::{Events, Interest, Poll, Token};
-use pyo3::types::PyBytes;
-use pyo3::Py;
 
 use crate::config::Config;
 use crate::conn::{Conn, ConnId, Ctx, Next};
 use crate::net::listener::Listener;
 use crate::stats::{decr, incr, Stats};
 use crate::workers::queue::JobSender;
-use crate::workers::{Completion, Job, LoopWaker, WorkerLink};
+use crate::workers::{Completion, Garbage, Job, LoopWaker, WorkerLink};
 
 pub const WAKER: Token = Token(usize::MAX);
 const LISTENER_BASE: usize = usize::MAX - 1 - 1024;
@@ -94,7 +92,7 @@ pub struct EventLoop {
     jobs: Option<JobSender<Job>>,
     completions: Receiver<Completion>,
     /// Written `bytes` objects on their way back to the workers: only looked at.
-    garbage: Receiver<Py<PyBytes>>,
+    garbage: Garbage,
     control: Arc<Control>,
     scratch: Vec<u8>,
     /// Accepting is paused at `connection_limit` (or after EMFILE) until this clears.
@@ -157,7 +155,7 @@ impl EventLoop {
             // One wake-up for all the jobs the last round queued (see `queue`),
             // or for written response objects waiting to be released.
             if let Some(jobs) = &self.jobs {
-                jobs.announce(!self.garbage.is_empty());
+                jobs.announce(self.garbage.pending());
             }
             let timeout = self.poll_timeout();
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {

@@ -44,10 +44,34 @@ pub struct RequestId {
 /// still sends, so our last response is not destroyed by a TCP reset.
 const LINGER: Duration = Duration::from_secs(2);
 
+/// How much unsent output a connection may hold before its worker waits:
+/// `outbuf_high_watermark` in all, of which `outbuf_overflow` in memory (the
+/// rest spilled to the loop's file), as waitress means the two options.
+#[derive(Clone, Copy, Debug)]
+pub struct OutputLimits {
+    pub watermark: usize,
+    pub in_memory: usize,
+}
+
+impl OutputLimits {
+    pub fn new(cfg: &Config) -> Self {
+        OutputLimits {
+            watermark: cfg.outbuf_high_watermark,
+            in_memory: cfg.outbuf_overflow,
+        }
+    }
+}
+
 /// The part of a connection a worker thread sees.
 pub struct ConnShared {
     /// Response bytes handed to the loop but not yet written to the socket.
     unsent: AtomicUsize,
+    /// Of those, handed over by a worker but not yet taken by the loop.
+    in_transit: AtomicUsize,
+    /// Of those, queued in the loop's memory (not spilled to its file).
+    queued_in_memory: AtomicUsize,
+    /// Threads waiting in `wait_room`: the loop wakes them only if any.
+    waiting: AtomicUsize,
     closed: AtomicBool,
     /// The seq of the last request whose response the loop has ended.
     ended: AtomicU32,
@@ -59,6 +83,9 @@ impl ConnShared {
     fn new() -> Self {
         ConnShared {
             unsent: AtomicUsize::new(0),
+            in_transit: AtomicUsize::new(0),
+            queued_in_memory: AtomicUsize::new(0),
+            waiting: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             ended: AtomicU32::new(0),
             state: Mutex::new(None),
@@ -77,29 +104,59 @@ impl ConnShared {
         self.ended.load(Ordering::Acquire).wrapping_sub(seq) as i32 >= 0
     }
 
-    pub fn add_unsent(&self, n: usize) {
-        self.unsent.fetch_add(n, Ordering::AcqRel);
+    /// A worker hands `n` response bytes to the loop.
+    pub fn hand_over(&self, n: usize) {
+        self.unsent.fetch_add(n, Ordering::SeqCst);
+        self.in_transit.fetch_add(n, Ordering::SeqCst);
     }
 
-    pub fn unsent(&self) -> usize {
-        self.unsent.load(Ordering::Acquire)
+    /// The loop queues output of its own.
+    fn add_unsent(&self, n: usize) {
+        self.unsent.fetch_add(n, Ordering::SeqCst);
     }
 
-    /// The loop wrote `n` bytes; wake a worker waiting for the backlog to drain.
-    fn written(&self, n: usize, watermark: usize) {
-        let before = self.unsent.fetch_sub(n, Ordering::AcqRel);
-        if before > watermark && before - n <= watermark {
+    fn unsent(&self) -> usize {
+        self.unsent.load(Ordering::SeqCst)
+    }
+
+    fn in_memory(&self) -> usize {
+        self.in_transit.load(Ordering::SeqCst) + self.queued_in_memory.load(Ordering::SeqCst)
+    }
+
+    /// Over a limit: the worker must wait before handing over more.
+    pub fn full(&self, limits: OutputLimits) -> bool {
+        self.unsent() > limits.watermark || self.in_memory() > limits.in_memory
+    }
+
+    /// Room enough for a waiting worker to go on: half the memory allowance,
+    /// so it is not woken for every write.
+    fn roomy(&self, limits: OutputLimits) -> bool {
+        self.unsent() <= limits.watermark && self.in_memory() <= limits.in_memory / 2
+    }
+
+    /// The loop wrote `written` bytes, took `taken` bytes from the workers,
+    /// and now holds `in_memory` bytes unspilled; wakes waiting workers when
+    /// there is room.
+    fn progress(&self, written: usize, taken: usize, in_memory: usize, limits: OutputLimits) {
+        // SeqCst with `wait_room`'s: either it sees these counts, or this
+        // sees it waiting.
+        self.unsent.fetch_sub(written, Ordering::SeqCst);
+        self.in_transit.fetch_sub(taken, Ordering::SeqCst);
+        self.queued_in_memory.store(in_memory, Ordering::SeqCst);
+        if self.waiting.load(Ordering::SeqCst) > 0 && self.roomy(limits) {
             let _guard = self.state.lock();
             self.cv.notify_all();
         }
     }
 
-    /// Blocks until at most `watermark` bytes are unsent; false if the client went away.
-    pub fn wait_drained(&self, watermark: usize) -> bool {
+    /// Blocks until there is room for more output; false if the client went away.
+    pub fn wait_room(&self, limits: OutputLimits) -> bool {
         let mut guard = self.state.lock();
-        while self.unsent.load(Ordering::Acquire) > watermark && !self.is_closed() {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        while !self.roomy(limits) && !self.is_closed() {
             self.cv.wait_for(&mut guard, Duration::from_millis(500));
         }
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
         !self.is_closed()
     }
 
@@ -340,12 +397,15 @@ impl Conn {
             // The app's output restarts the clock the client's reading runs on.
             self.last_activity = ctx.now;
         }
-        match self.out.push_through(c.data, &mut self.socket) {
+        let taken = c.data.iter().map(|p| p.bytes().len()).sum();
+        let pushed = self.out.push_through(c.data, &mut self.socket);
+        let written = *pushed.as_ref().unwrap_or(&0);
+        let limits = OutputLimits::new(ctx.cfg);
+        self.shared
+            .progress(written, taken, self.out.in_memory(), limits);
+        match pushed {
             Ok(0) => {}
-            Ok(n) => {
-                self.shared.written(n, ctx.cfg.outbuf_high_watermark);
-                self.last_activity = ctx.now;
-            }
+            Ok(_) => self.last_activity = ctx.now,
             Err(e) => {
                 log::debug!(target: "maitre", "writing to {} failed: {e}", self.peer);
                 return Next::Close;
@@ -392,13 +452,14 @@ impl Conn {
     /// where they would land inside or after the next response.
     fn drop_late(&mut self, ctx: &Ctx, c: Completion) -> Next {
         let n = c.data.iter().map(|p| p.bytes().len()).sum();
-        self.shared.written(n, ctx.cfg.outbuf_high_watermark);
+        let limits = OutputLimits::new(ctx.cfg);
+        self.shared.progress(n, n, self.out.in_memory(), limits);
         log::debug!(target: "maitre", "dropped output for a request to {} that had ended", self.peer);
         Next::Keep
     }
 
     /// Output the loop generates itself (not the app's) is counted like the
-    /// app's, so `written` can subtract uniformly.
+    /// app's, so `progress` can subtract uniformly.
     fn queue(&mut self, data: Vec<u8>) {
         self.shared.add_unsent(data.len());
         self.out.push(Piece::Owned(data));
@@ -408,9 +469,7 @@ impl Conn {
     fn drive(&mut self, ctx: &mut Ctx) -> Next {
         loop {
             let held_back = self.held_back(ctx.cfg);
-            if self.read_and_advance(ctx).is_err()
-                || self.flush(ctx.cfg.outbuf_high_watermark, ctx.now).is_err()
-            {
+            if self.read_and_advance(ctx).is_err() || self.flush(ctx.cfg, ctx.now).is_err() {
                 return Next::Close;
             }
             // Output drained below the watermark: requests held back go on.
@@ -689,10 +748,11 @@ impl Conn {
     }
 
     /// Writes queued output until done or the socket is full.
-    fn flush(&mut self, watermark: usize, now: Instant) -> io::Result<()> {
+    fn flush(&mut self, cfg: &Config, now: Instant) -> io::Result<()> {
         let n = self.out.write_to(&mut self.socket)?;
         if n > 0 {
-            self.shared.written(n, watermark);
+            let limits = OutputLimits::new(cfg);
+            self.shared.progress(n, 0, self.out.in_memory(), limits);
             self.last_activity = now;
         }
         Ok(())
@@ -798,7 +858,7 @@ mod tests {
 
         fn complete(&mut self, data: &[u8], kind: Kind) -> Next {
             // What a worker does before handing output over.
-            self.conn.shared.add_unsent(data.len());
+            self.conn.shared.hand_over(data.len());
             let c = Completion {
                 req: RequestId {
                     conn: self.conn.id,
@@ -990,12 +1050,39 @@ mod tests {
 
     #[test]
     fn closing_wakes_waiting_workers() {
+        let limits = OutputLimits {
+            watermark: 5,
+            in_memory: 100,
+        };
         let shared = Arc::new(ConnShared::new());
-        shared.add_unsent(10);
+        shared.hand_over(10);
+        assert!(shared.full(limits));
         let s = Arc::clone(&shared);
-        let waiter = std::thread::spawn(move || s.wait_drained(5));
+        let waiter = std::thread::spawn(move || s.wait_room(limits));
         std::thread::sleep(Duration::from_millis(20));
         shared.close();
         assert!(!waiter.join().unwrap(), "reports the client gone");
+    }
+
+    /// Issue 18: a worker waits while more than `outbuf_overflow` of its
+    /// output is in memory, even under the watermark, and is woken once the
+    /// loop has taken and spilled or written it down to half of that.
+    #[test]
+    fn memory_over_outbuf_overflow_makes_the_worker_wait() {
+        let limits = OutputLimits {
+            watermark: 1000,
+            in_memory: 100,
+        };
+        let shared = Arc::new(ConnShared::new());
+        shared.hand_over(150);
+        assert!(shared.full(limits), "150 in transit, 100 allowed in memory");
+        let s = Arc::clone(&shared);
+        let waiter = std::thread::spawn(move || s.wait_room(limits));
+        std::thread::sleep(Duration::from_millis(20));
+        // Taken, 40 written, 110 spilled to the file: unsent 110 but none in memory.
+        shared.progress(40, 150, 0, limits);
+        assert!(waiter.join().unwrap());
+        assert!(!shared.full(limits));
+        assert_eq!(shared.unsent(), 110);
     }
 }

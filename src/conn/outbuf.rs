@@ -95,6 +95,14 @@ impl OutBuffer {
         self.mem.is_empty() && self.spill.is_none()
     }
 
+    /// Bytes held in memory (not in the spill file).
+    pub fn in_memory(&self) -> usize {
+        let after = self.spill.as_ref().map_or(0, |s| {
+            s.after.iter().map(|p| p.bytes().len()).sum::<usize>()
+        });
+        self.mem_len.saturating_sub(self.pos) + after
+    }
+
     /// Queues `pieces`, but when nothing is queued before them, first writes
     /// what `sink` takes at once, all pieces in one vectored call (a head and
     /// its body leave together): output the socket accepts is then never

@@ -7,9 +7,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use crossbeam_channel::Receiver;
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
 
 use crate::config::Config;
 use crate::stats::{decr, incr, Stats};
@@ -24,8 +22,6 @@ pub struct WorkerShared {
     pub stats: Arc<Stats>,
     pub jobs: JobReceiver<Job>,
     pub handle: LoopHandle,
-    /// Response `bytes` objects the loop has finished writing.
-    pub garbage: Receiver<Py<PyBytes>>,
 }
 
 pub fn spawn(shared: Arc<WorkerShared>, count: usize) -> std::io::Result<Vec<JoinHandle<()>>> {
@@ -68,10 +64,9 @@ fn run(shared: &WorkerShared) {
             }
         };
         let app = shared.app.bind(py);
-        // Decref what the loop has written, here where the GIL is held: before
-        // each job, and before sleeping, so a sent body is freed at once
-        // (the loop wakes an idle worker for it).
-        let release = || while shared.garbage.try_recv().is_ok() {};
+        // Before each job and before sleeping (the loop wakes an idle worker
+        // for it), so a sent body is freed at once.
+        let release = || shared.handle.garbage.release(py);
         while let Some(job) = shared.jobs.next(py, release) {
             decr(&shared.stats.requests_in_queue);
             release();

@@ -8,7 +8,7 @@ use pyo3::exceptions::{PyAssertionError, PyRuntimeError, PyTypeError, PyValueErr
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
 
-use crate::conn::{ConnShared, RequestId};
+use crate::conn::{ConnShared, OutputLimits, RequestId};
 use crate::http::parse::parse_content_length;
 use crate::http::response::{RequestInfo, ResponseEncoder, ResponseHead};
 use crate::workers::{Completion, Kind, LoopHandle, Piece, Pieces, PyBytesSlice};
@@ -35,7 +35,7 @@ pub struct StartResponse {
     handle: LoopHandle,
     req: RequestInfo,
     ident: Option<Arc<str>>,
-    watermark: usize,
+    limits: OutputLimits,
     head: Option<ResponseHead>,
     encoder: Option<ResponseEncoder>,
     /// Output being built, and the pieces before it (see `push_body`).
@@ -55,7 +55,7 @@ impl StartResponse {
         handle: LoopHandle,
         req: RequestInfo,
         ident: Option<Arc<str>>,
-        watermark: usize,
+        limits: OutputLimits,
     ) -> Self {
         StartResponse {
             req_id,
@@ -63,7 +63,7 @@ impl StartResponse {
             handle,
             req,
             ident,
-            watermark,
+            limits,
             head: None,
             encoder: None,
             out: Vec::new(),
@@ -137,7 +137,7 @@ impl StartResponse {
                     self.pieces
                         .push(Piece::Owned(std::mem::take(&mut self.out)));
                 }
-                let garbage = self.handle.garbage.clone();
+                let garbage = self.handle.garbage.sender();
                 self.pieces
                     .push(Piece::Python(PyBytesSlice::new(chunk, garbage)));
                 self.out.extend_from_slice(suffix);
@@ -209,7 +209,7 @@ impl StartResponse {
             data.push(Piece::Owned(std::mem::take(&mut self.out)));
         }
         self.shared
-            .add_unsent(data.iter().map(|p| p.bytes().len()).sum());
+            .hand_over(data.iter().map(|p| p.bytes().len()).sum());
         if self.handle.send(Completion {
             req: self.req_id,
             data,
@@ -222,16 +222,18 @@ impl StartResponse {
     }
 
     /// Hands buffered bytes to the loop; waits (GIL released) while the
-    /// connection has more than `outbuf_high_watermark` bytes unsent.
+    /// connection's unsent output is over its limits (see `OutputLimits`).
     fn flush(&mut self, py: Python<'_>, kind: Kind) -> Result<(), ClientGone> {
         self.flush_kind(kind)?;
+        // A streaming worker may run for long: free what the loop has written.
+        self.handle.garbage.release(py);
         let shared = &self.shared;
         if shared.is_closed() {
             return Err(ClientGone);
         }
-        if shared.unsent() > self.watermark {
-            let watermark = self.watermark;
-            if !py.detach(|| shared.wait_drained(watermark)) {
+        if shared.full(self.limits) {
+            let limits = self.limits;
+            if !py.detach(|| shared.wait_room(limits)) {
                 return Err(ClientGone);
             }
         }

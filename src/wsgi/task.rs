@@ -9,7 +9,7 @@ use pyo3::prelude::*;
 use pyo3::types::{IntoPyDict, PyBytes, PyDict, PyList, PyTuple};
 use smallvec::SmallVec;
 
-use crate::conn::RequestId;
+use crate::conn::{OutputLimits, RequestId};
 use crate::http::parse::{BodyFraming, RequestHead};
 use crate::http::response::{simple_response, RequestInfo};
 use crate::http::RequestError;
@@ -84,7 +84,7 @@ impl<'a, 'py> Task<'a, 'py> {
                 keep_alive,
             },
             ctx.ident.clone(),
-            shared.cfg.outbuf_high_watermark,
+            OutputLimits::new(&shared.cfg),
         );
         let (responder, input) = match (Bound::new(py, responder), input) {
             (Ok(r), Ok(i)) => (r, i),
