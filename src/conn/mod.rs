@@ -392,12 +392,12 @@ impl Conn {
             Phase::InFlight { responded, .. } if c.req.seq == self.seq => responded,
             _ => return self.drop_late(ctx, c),
         };
-        if c.data.iter().any(|p| !p.bytes().is_empty()) {
+        if c.data.iter().any(|p| !p.is_empty()) {
             *responded = true;
             // The app's output restarts the clock the client's reading runs on.
             self.last_activity = ctx.now;
         }
-        let taken = c.data.iter().map(|p| p.bytes().len()).sum();
+        let taken = c.data.iter().map(Piece::len).sum();
         let pushed = self.out.push_through(c.data, &mut self.socket);
         let written = *pushed.as_ref().unwrap_or(&0);
         let limits = OutputLimits::new(ctx.cfg);
@@ -451,7 +451,7 @@ impl Conn {
     /// error after a complete response): its bytes must never reach the wire,
     /// where they would land inside or after the next response.
     fn drop_late(&mut self, ctx: &Ctx, c: Completion) -> Next {
-        let n = c.data.iter().map(|p| p.bytes().len()).sum();
+        let n = c.data.iter().map(Piece::len).sum();
         let limits = OutputLimits::new(ctx.cfg);
         self.shared.progress(n, n, self.out.in_memory(), limits);
         log::debug!(target: "maitre", "dropped output for a request to {} that had ended", self.peer);

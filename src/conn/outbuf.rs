@@ -10,16 +10,37 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, IoSlice, Read, Seek, SeekFrom, Write};
 
+use crate::os::sendfile::FilePiece;
 use crate::os::tempfile;
 use crate::workers::{Piece, Pieces};
+
+/// Where output goes: the client's socket, or in tests any writer.
+pub trait Sink: Write {
+    /// Sends what it takes of a file piece; returns the bytes sent.
+    fn send_file(&mut self, file: &mut FilePiece) -> io::Result<usize>
+    where
+        Self: Sized,
+    {
+        file.copy_to(self)
+    }
+}
+
+impl Sink for mio::net::TcpStream {
+    fn send_file(&mut self, file: &mut FilePiece) -> io::Result<usize> {
+        file.send_to(self)
+    }
+}
 
 /// Bytes read back from the spill file per write attempt.
 const SPILL_READ: usize = 64 * 1024;
 
 pub struct OutBuffer {
+    /// Pieces in order; a file piece among them holds no memory, and is never
+    /// spilled (it is a file already).
     mem: VecDeque<Piece>,
-    /// Bytes of `mem.front()` already written.
+    /// Bytes of `mem.front()` already written (for pieces in memory).
     pos: usize,
+    /// Bytes the pieces in `mem` hold in memory.
     mem_len: usize,
     spill: Option<Spill>,
     overflow: usize,
@@ -55,16 +76,16 @@ impl Spill {
     }
 
     fn push(&mut self, piece: Piece, start: usize) {
-        let data = &piece.bytes()[start..];
-        if self.after.is_empty() {
-            match self.append(data) {
+        // A file piece queues behind the file, and so does all that follows.
+        if let (true, Some(bytes)) = (self.after.is_empty(), piece.memory()) {
+            match self.append(&bytes[start..]) {
                 Ok(()) => return,
                 Err(e) => tempfile::write_failed(&e),
             }
         }
-        let piece = match start {
-            0 => piece,
-            _ => Piece::Owned(data.to_vec()),
+        let piece = match (start, piece.memory()) {
+            (1.., Some(bytes)) => Piece::Owned(bytes[start..].to_vec()),
+            _ => piece,
         };
         self.after.push_back(piece);
     }
@@ -97,9 +118,10 @@ impl OutBuffer {
 
     /// Bytes held in memory (not in the spill file).
     pub fn in_memory(&self) -> usize {
-        let after = self.spill.as_ref().map_or(0, |s| {
-            s.after.iter().map(|p| p.bytes().len()).sum::<usize>()
-        });
+        let after = self
+            .spill
+            .as_ref()
+            .map_or(0, |s| s.after.iter().map(Piece::in_memory).sum::<usize>());
         self.mem_len.saturating_sub(self.pos) + after
     }
 
@@ -107,7 +129,7 @@ impl OutBuffer {
     /// what `sink` takes at once, all pieces in one vectored call (a head and
     /// its body leave together): output the socket accepts is then never
     /// copied, nor spilled to disk. Returns the bytes written to `sink`.
-    pub fn push_through(&mut self, pieces: Pieces, sink: &mut impl Write) -> io::Result<usize> {
+    pub fn push_through(&mut self, pieces: Pieces, sink: &mut impl Sink) -> io::Result<usize> {
         let written = if self.is_empty() {
             write_vectored_until_blocked(&pieces, sink)?
         } else {
@@ -115,7 +137,7 @@ impl OutBuffer {
         };
         let mut skip = written;
         for piece in pieces {
-            let start = skip.min(piece.bytes().len());
+            let start = skip.min(piece.len());
             skip -= start;
             self.push_from(piece, start);
         }
@@ -129,7 +151,7 @@ impl OutBuffer {
     /// Queues the piece from byte `start` on (only ever non-zero when the
     /// buffer is empty: see `push_through`).
     fn push_from(&mut self, piece: Piece, start: usize) {
-        let len = piece.bytes().len();
+        let len = piece.len();
         if start >= len {
             return;
         }
@@ -139,7 +161,8 @@ impl OutBuffer {
         if self.mem.is_empty() {
             self.spill_failed = false;
         }
-        if self.mem_len + len - start > self.overflow && !self.spill_failed {
+        let ram = piece.in_memory();
+        if ram > 0 && self.mem_len + ram - start > self.overflow && !self.spill_failed {
             // `tempfile` logs a failure.
             match (self.create_file)() {
                 Ok(file) => return self.spill.insert(Spill::new(file)).push(piece, start),
@@ -149,16 +172,22 @@ impl OutBuffer {
         if self.mem.is_empty() {
             self.pos = start;
         }
-        self.mem_len += len;
+        self.mem_len += ram;
         self.mem.push_back(piece);
     }
 
     /// Writes as much as `sink` takes; returns the bytes written. Stops at
     /// `WouldBlock` (returned as `Ok` with what was written before it).
-    pub fn write_to(&mut self, sink: &mut impl Write) -> io::Result<usize> {
+    pub fn write_to(&mut self, sink: &mut impl Sink) -> io::Result<usize> {
         let mut total = 0;
         loop {
-            let result = if !self.mem.is_empty() {
+            let result = if let Some(Piece::File(file)) = self.mem.front_mut() {
+                if file.is_empty() {
+                    self.mem.pop_front();
+                    continue;
+                }
+                sink.send_file(file)
+            } else if !self.mem.is_empty() {
                 self.write_mem(sink)
             } else if let Some(spill) = &mut self.spill {
                 if spill.chunk_pos == spill.chunk.len() {
@@ -166,7 +195,7 @@ impl OutBuffer {
                         // Drained: back to memory, where what queued behind
                         // the file goes first.
                         let after = std::mem::take(&mut spill.after);
-                        self.mem_len = after.iter().map(|p| p.bytes().len()).sum();
+                        self.mem_len = after.iter().map(Piece::in_memory).sum();
                         self.mem = after;
                         self.pos = 0;
                         self.spill = None;
@@ -194,12 +223,15 @@ impl OutBuffer {
         }
     }
 
+    /// Writes the pieces in memory up to the first file piece.
     fn write_mem(&mut self, sink: &mut impl Write) -> io::Result<usize> {
         let written = write_pieces(self.mem.iter(), self.pos, sink)?;
         let mut n = written;
         while n > 0 {
-            let Some(front) = self.mem.front() else { break };
-            let front_len = front.bytes().len();
+            let Some(front) = self.mem.front().filter(|p| p.memory().is_some()) else {
+                break;
+            };
+            let front_len = front.in_memory();
             let left = front_len - self.pos;
             if n < left {
                 self.pos += n;
@@ -217,7 +249,8 @@ impl OutBuffer {
 /// At most this many buffers per `writev`.
 const MAX_SLICES: usize = 16;
 
-/// One vectored write of `pieces`, the first from byte `skip` on.
+/// One vectored write of `pieces`, the first from byte `skip` on, up to the
+/// first file piece.
 fn write_pieces<'a>(
     pieces: impl Iterator<Item = &'a Piece>,
     mut skip: usize,
@@ -226,7 +259,7 @@ fn write_pieces<'a>(
     let mut slices = [IoSlice::new(&[]); MAX_SLICES];
     let mut count = 0;
     for piece in pieces {
-        let bytes = piece.bytes();
+        let Some(bytes) = piece.memory() else { break };
         if skip >= bytes.len() {
             skip -= bytes.len();
             continue;
@@ -245,10 +278,14 @@ fn write_pieces<'a>(
     }
 }
 
-/// Writes `pieces` in order until done or the sink would block; returns the
-/// bytes written.
+/// Writes `pieces` in order until done, a file piece, or the sink would
+/// block; returns the bytes written.
 fn write_vectored_until_blocked(pieces: &[Piece], sink: &mut impl Write) -> io::Result<usize> {
-    let total: usize = pieces.iter().map(|p| p.bytes().len()).sum();
+    let total: usize = pieces
+        .iter()
+        .map_while(Piece::memory)
+        .map(<[u8]>::len)
+        .sum();
     let mut written = 0;
     while written < total {
         match write_pieces(pieces.iter(), written, sink) {
@@ -274,6 +311,9 @@ mod tests {
         room: usize,
         calls_left: usize,
     }
+
+    impl Sink for Trickle {}
+    impl Sink for Gulp {}
 
     impl Write for Trickle {
         fn write(&mut self, buf: &[u8]) -> io::Result<usize> {

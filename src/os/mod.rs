@@ -4,4 +4,5 @@
 
 pub mod malloc;
 pub mod sched;
+pub mod sendfile;
 pub mod tempfile;

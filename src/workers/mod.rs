@@ -18,6 +18,7 @@ use smallvec::SmallVec;
 use crate::conn::{ConnShared, RequestId};
 use crate::http::body::BodyReader;
 use crate::http::parse::RequestHead;
+use crate::os::sendfile::FilePiece;
 
 /// A complete request on its way to a worker.
 pub struct Job {
@@ -64,19 +65,40 @@ pub struct Completion {
 /// A completion's bytes: usually one piece (a whole small response), so inline.
 pub type Pieces = SmallVec<[Piece; 2]>;
 
-/// A run of response bytes: built by the worker, or a large `bytes` object
-/// the app returned, written from Python's own buffer without a copy.
+/// A run of response bytes: built by the worker, a large `bytes` object the
+/// app returned (written from Python's own buffer without a copy), or a range
+/// of a regular file the loop sends itself.
 pub enum Piece {
     Owned(Vec<u8>),
     Python(PyBytesSlice),
+    File(FilePiece),
 }
 
 impl Piece {
-    pub fn bytes(&self) -> &[u8] {
+    /// The bytes of a piece held in memory; `None` for a file.
+    pub fn memory(&self) -> Option<&[u8]> {
         match self {
-            Piece::Owned(v) => v,
-            Piece::Python(p) => p.as_slice(),
+            Piece::Owned(v) => Some(v),
+            Piece::Python(p) => Some(p.as_slice()),
+            Piece::File(_) => None,
         }
+    }
+
+    /// Bytes still to go on the wire.
+    pub fn len(&self) -> usize {
+        match self {
+            Piece::File(f) => usize::try_from(f.len()).unwrap_or(usize::MAX),
+            _ => self.in_memory(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes it holds in memory.
+    pub fn in_memory(&self) -> usize {
+        self.memory().map_or(0, <[u8]>::len)
     }
 }
 

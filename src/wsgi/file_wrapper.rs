@@ -1,4 +1,8 @@
-//! `wsgi.file_wrapper`: iterates a file-like object in blocks and closes it.
+//! `wsgi.file_wrapper`: iterates a file-like object in blocks and closes it;
+//! over a regular file (on Unix) the worker hands the file itself to the
+//! event loop, which sends it (see `os::sendfile`) while the worker goes on.
+
+use std::fs::File;
 
 use pyo3::exceptions::PyStopIteration;
 use pyo3::prelude::*;
@@ -10,6 +14,43 @@ pub struct FileWrapper {
     filelike: Py<PyAny>,
     #[pyo3(get)]
     block_size: usize,
+}
+
+impl FileWrapper {
+    /// The wrapped file, when it is a binary regular file the loop can send:
+    /// a duplicate of its descriptor, the app's current position in it (as
+    /// the file object reports it, read-ahead included), and the bytes after.
+    #[cfg(unix)]
+    pub fn regular_file(&self, py: Python<'_>) -> Option<(File, u64, u64)> {
+        use std::os::fd::BorrowedFd;
+        let f = self.filelike.bind(py);
+        let fd: i32 = f.call_method0("fileno").ok()?.extract().ok()?;
+        if fd < 0 {
+            return None;
+        }
+        // SAFETY: `fd` is the descriptor the file object (alive, and held
+        // with the GIL) just reported open; it is only borrowed for the
+        // duplication below, which fails cleanly (EBADF) if it was not.
+        let owned = unsafe { BorrowedFd::borrow_raw(fd) }
+            .try_clone_to_owned()
+            .ok()?;
+        let file = File::from(owned);
+        let meta = file.metadata().ok()?;
+        // A text file's reads are str: only a binary file goes as it is.
+        let binary = f
+            .call_method1("read", (0,))
+            .is_ok_and(|b| b.is_instance_of::<PyBytes>());
+        if !meta.is_file() || !binary {
+            return None;
+        }
+        let offset: u64 = f.call_method0("tell").ok()?.extract().ok()?;
+        Some((file, offset, meta.len().saturating_sub(offset)))
+    }
+
+    #[cfg(not(unix))]
+    pub fn regular_file(&self, _py: Python<'_>) -> Option<(File, u64, u64)> {
+        None
+    }
 }
 
 #[pymethods]

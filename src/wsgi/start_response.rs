@@ -2,6 +2,7 @@
 //! with the task: the head the app declared, the encoder once it went out, and
 //! the hand-off of bytes to the event loop with back-pressure.
 
+use std::fs::File;
 use std::sync::Arc;
 
 use pyo3::exceptions::{PyAssertionError, PyRuntimeError, PyTypeError, PyValueError};
@@ -11,6 +12,7 @@ use pyo3::types::{PyBytes, PyString};
 use crate::conn::{ConnShared, OutputLimits, RequestId};
 use crate::http::parse::parse_content_length;
 use crate::http::response::{RequestInfo, ResponseEncoder, ResponseHead};
+use crate::os::sendfile::FilePiece;
 use crate::workers::{Completion, Kind, LoopHandle, Piece, Pieces, PyBytesSlice};
 
 /// Headers an application must not send (PEP 3333); `Connection` is allowed
@@ -163,6 +165,26 @@ impl StartResponse {
         Ok(())
     }
 
+    /// Sends `available` bytes of a regular file from `offset` as the body:
+    /// the loop sends them from the file, and the response ends here.
+    pub fn send_file(&mut self, file: File, offset: u64, available: u64) -> PyResult<()> {
+        self.start(Some(available))?;
+        if let Some(encoder) = &mut self.encoder {
+            let (len, suffix) = encoder.body_by_file(&mut self.out, available);
+            if len > 0 {
+                if !self.out.is_empty() {
+                    self.pieces
+                        .push(Piece::Owned(std::mem::take(&mut self.out)));
+                }
+                self.pieces
+                    .push(Piece::File(FilePiece::new(file, offset, len)));
+                self.out.extend_from_slice(suffix);
+            }
+        }
+        self.end();
+        Ok(())
+    }
+
     /// Ends the response (an empty body if nothing was sent).
     pub fn finish(&mut self) -> PyResult<()> {
         if self.finished {
@@ -208,8 +230,7 @@ impl StartResponse {
         if !self.out.is_empty() {
             data.push(Piece::Owned(std::mem::take(&mut self.out)));
         }
-        self.shared
-            .hand_over(data.iter().map(|p| p.bytes().len()).sum());
+        self.shared.hand_over(data.iter().map(Piece::len).sum());
         if self.handle.send(Completion {
             req: self.req_id,
             data,

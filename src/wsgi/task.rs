@@ -18,6 +18,7 @@ use crate::workers::pool::WorkerShared;
 use crate::workers::{Completion, Job, JobBody, Kind, Pieces};
 
 use super::environ::{self, RequestMeta};
+use super::file_wrapper::FileWrapper;
 use super::input::InputStream;
 use super::start_response::StartResponse;
 use super::WsgiContext;
@@ -161,6 +162,11 @@ fn send_result<'py>(
     // A list or tuple is already complete: send it whole, with its length.
     // Usually one or two items: kept inline, no allocation.
     type Whole<'py> = SmallVec<[Bound<'py, PyBytes>; 4]>;
+    if let Ok(wrapper) = result.cast_exact::<FileWrapper>() {
+        if let Some((file, offset, available)) = wrapper.borrow().regular_file(py) {
+            return borrow(responder)?.send_file(file, offset, available);
+        }
+    }
     let whole: Option<PyResult<Whole<'py>>> = if let Ok(list) = result.cast_exact::<PyList>() {
         Some(list.iter().map(|i| as_bytes(&i).cloned()).collect())
     } else if let Ok(tuple) = result.cast_exact::<PyTuple>() {

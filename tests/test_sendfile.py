@@ -1,0 +1,139 @@
+"""`wsgi.file_wrapper` over a regular file: the event loop sends the file
+itself (sendfile on Linux, a read loop elsewhere) while the worker goes on
+(issue 18). Offsets, declared lengths, HEAD and keep-alive must come out as
+if the app had iterated the file."""
+
+from __future__ import annotations
+
+import io
+import sys
+import threading
+import time
+
+import pytest
+
+from conftest import Conn, connect, parse_responses, raw, wait_for
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="Windows iterates the file in Python")
+
+SIZE = 3 * 1024 * 1024 + 17
+
+
+@pytest.fixture
+def data_file(tmp_path):
+    data = bytes(i % 251 for i in range(SIZE))
+    path = tmp_path / "data.bin"
+    path.write_bytes(data)
+    return path, data
+
+
+def file_app(path, *, seek=0, length=None, opened=None):
+    def app(environ, start_response):
+        f = open(path, "rb")
+        if opened is not None:
+            opened.append(f)
+        f.seek(seek)
+        headers = [("Content-Type", "application/octet-stream")]
+        if length is not None:
+            headers.append(("Content-Length", str(length)))
+        start_response("200 OK", headers)
+        return environ["wsgi.file_wrapper"](f, 4096)
+
+    return app
+
+
+def test_whole_file_with_computed_length_and_keep_alive(serve, data_file):
+    path, data = data_file
+    opened: list = []
+    s = serve(file_app(path, opened=opened))
+    with Conn(s.port, timeout=10) as c:
+        for _ in range(2):
+            c.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            r = c.read_response()
+            assert r.status == 200
+            assert r.header("Content-Length") == str(SIZE)
+            assert r.body == data
+        c.assert_open()
+    assert wait_for(lambda: all(f.closed for f in opened)), "the app's file was not closed"
+
+
+def test_the_files_current_position_is_honoured(serve, data_file):
+    path, data = data_file
+    s = serve(file_app(path, seek=1000))
+    with Conn(s.port, timeout=10) as c:
+        c.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        r = c.read_response()
+        assert r.header("Content-Length") == str(SIZE - 1000)
+        assert r.body == data[1000:]
+
+
+def test_a_declared_shorter_length_sends_exactly_that(serve, data_file):
+    path, data = data_file
+    s = serve(file_app(path, seek=5, length=70000))
+    with Conn(s.port, timeout=10) as c:
+        c.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        for _ in range(2):  # pipelined: the second response starts right after the first
+            r = c.read_response()
+            assert r.body == data[5:70005]
+        c.assert_open()
+
+
+def test_a_declared_longer_length_sends_the_file_then_closes(serve, data_file):
+    path, data = data_file
+    s = serve(file_app(path, length=SIZE + 100))
+    out = raw(s.port, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n", timeout=10)
+    head, _, body = out.partition(b"\r\n\r\n")
+    assert f"Content-Length: {SIZE + 100}".encode() in head
+    assert body == data, "all the file, then the connection closes"
+
+
+def test_head_sends_no_body(serve, data_file):
+    path, _ = data_file
+    s = serve(file_app(path))
+    with Conn(s.port) as c:
+        c.send(b"HEAD / HTTP/1.1\r\nHost: t\r\n\r\n")
+        r = c.read_response(method="HEAD")
+        assert (r.status, r.header("Content-Length"), r.body) == (200, str(SIZE), b"")
+        c.assert_open()
+
+
+def test_the_worker_is_free_while_the_file_goes_out(serve, data_file):
+    """threads=1: a client that reads slowly does not hold the only thread."""
+    path, data = data_file
+    s = serve(file_app(path), threads=1)
+    slow = connect(s.port, timeout=10)
+    slow.setsockopt(__import__("socket").SOL_SOCKET, __import__("socket").SO_RCVBUF, 4096)
+    slow.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    time.sleep(0.2)
+    started = time.monotonic()
+    data2 = raw(s.port, b"GET /__ping HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    assert b"pong" in data2 and time.monotonic() - started < 2
+    got = bytearray()
+    while True:
+        chunk = slow.recv(1 << 16)
+        if not chunk:
+            break
+        got += chunk
+    slow.close()
+    (r,), _ = parse_responses(bytes(got))
+    assert r.body == data
+
+
+def test_filelike_objects_that_are_not_regular_files_are_iterated(serve, tmp_path):
+    """A BytesIO, or a text file (its reads are str: the app's error, a 500)."""
+    (tmp_path / "t.txt").write_text("text")
+
+    def app(environ, start_response):
+        start_response("200 OK", [])
+        if environ["PATH_INFO"] == "/text":
+            return environ["wsgi.file_wrapper"](open(tmp_path / "t.txt"))
+        return environ["wsgi.file_wrapper"](io.BytesIO(b"in memory"), 3)
+
+    s = serve(app)
+    with Conn(s.port) as c:
+        c.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        r = c.read_response()
+        assert (r.body, r.chunks) == (b"in memory", [b"in ", b"mem", b"ory"])
+    (r,), _ = parse_responses(raw(s.port, b"GET /text HTTP/1.1\r\nHost: t\r\n\r\n"))
+    assert r.status == 500
+
