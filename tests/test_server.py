@@ -439,11 +439,26 @@ def test_server_survives_reset_connection(serve):
     ping(s.port)
 
 
-def test_stats_is_a_dict(serve):
+def test_stats_count_connections_and_requests(serve):
     s = serve(simple_app(b"ok"))
-    get(s.port, "/")
     stats = s.server.stats()
-    assert isinstance(stats, dict)
+    assert stats == {
+        "connections_accepted": 0, "connections_open": 0, "connection_limit_pauses": 0,
+        "requests": 0, "requests_rejected": 0, "requests_in_queue": 0,
+        "requests_in_app": 0, "app_errors": 0,
+    }
+    for _ in range(2):
+        assert get(s.port, "/").body == b"ok"
+    with Conn(s.port) as c:
+        c.send(req("GET", "/"))
+        assert c.read_response().body == b"ok"
+        stats = s.server.stats()
+        assert stats["connections_accepted"] == 3
+        assert stats["requests"] == 3
+        assert stats["connections_open"] >= 1  # the closed ones may not be counted out yet
+    assert wait_for(lambda: s.server.stats()["connections_open"] == 0), s.server.stats()
+    stats = s.server.stats()
+    assert (stats["requests_in_app"], stats["requests_in_queue"], stats["app_errors"]) == (0, 0, 0)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/task")
