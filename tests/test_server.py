@@ -18,19 +18,14 @@ import pytest
 
 import maitre
 from conftest import (
-    HOST, Conn, connect, get, parse_responses, ping, raw, read_until_close, simple_app, wait_for,
+    HOST, SERVING_ON, Conn, connect, get, parse_responses, ping, raw, read_until_close, simple_app,
+    wait_for,
 )
 
 
 def req(method="GET", path="/", headers=(), body=b"") -> bytes:
     lines = [f"{method} {path} HTTP/1.1", "Host: test", *headers]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 def refused(port: int) -> bool:
@@ -155,7 +150,7 @@ SERVE_SCRIPT = textwrap.dedent(
         start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
         return [body]
 
-    maitre.serve(app, host="127.0.0.1", port=int(sys.argv[1]))
+    maitre.serve(app, host="127.0.0.1", port=0)
     sys.stderr.write("SERVE-RETURNED\\n")
     sys.stderr.flush()
     """
@@ -164,9 +159,8 @@ SERVE_SCRIPT = textwrap.dedent(
 
 class ServeProcess:
     def __init__(self) -> None:
-        self.port = free_port()
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", SERVE_SCRIPT, str(self.port)],
+            [sys.executable, "-c", SERVE_SCRIPT],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
@@ -193,6 +187,18 @@ class ServeProcess:
                 continue
             if needle in line:
                 return line
+
+    @property
+    def port(self) -> int:
+        """The port the server bound (port 0), from its "Serving on" line."""
+        deadline = time.monotonic() + 10
+        while True:
+            for line in list(self.all_lines):
+                found = SERVING_ON.search(line)
+                if found:
+                    return int(found.group(1))
+            assert time.monotonic() < deadline, f"no 'Serving on' line: {self.all_lines!r}"
+            time.sleep(0.02)
 
     def stderr_text(self) -> str:
         self.reader.join(5)
