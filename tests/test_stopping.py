@@ -299,27 +299,25 @@ def test_sigint_does_not_wait_for_an_app_past_the_drain_deadline(server_process)
     """issue 13 item 4: an app sleeping 12 s with channel_timeout=1 kept the process
     11.6 s after SIGINT; it must exit soon after the 1 s drain deadline."""
     p = server_process("serve", channel_timeout=1)
-    req = InFlight(p.port, "/slow?12")
+    InFlight(p.port, "/slow?12")
     p.wait_line("SLOW-START")
     t0 = time.monotonic()
     p.signal(signal.SIGINT)
     assert p.exit_code(8) == 0, p.output()
     assert time.monotonic() - t0 < 3.5
     assert "RETURNED" in p.output()
-    del req
 
 
 @posix_only
 def test_an_app_blocked_forever_does_not_keep_the_process(server_process):
     """issue 13 item 4: an app blocked forever kept the process forever after SIGINT."""
     p = server_process("run", channel_timeout=1)
-    req = InFlight(p.port, "/block")
+    InFlight(p.port, "/block")
     p.wait_line("BLOCK-START")
     t0 = time.monotonic()
     p.signal(signal.SIGINT)
     assert p.exit_code(8) == 0, p.output()
     assert time.monotonic() - t0 < 3.5
-    del req
 
 
 @posix_only
@@ -330,7 +328,7 @@ def test_a_second_signal_stops_at_once(server_process, how, signum, workers):
     """issue 13 item 4: a second Ctrl-C (or SIGTERM) during the drain did nothing; it
     must end the process at once, worker processes included."""
     p = server_process(how, channel_timeout=60, workers=workers)
-    req = InFlight(p.port, "/block")
+    InFlight(p.port, "/block")
     p.wait_line("BLOCK-START")
     p.signal(signum)
     time.sleep(1.0)
@@ -340,7 +338,6 @@ def test_a_second_signal_stops_at_once(server_process, how, signum, workers):
     p.exit_code(4)
     assert time.monotonic() - t0 < 2.0
     assert gone_within(p.workers, 1.0), "a worker outlived its parent"
-    del req
 
 
 def test_run_returns_although_an_app_thread_never_finishes(serve):

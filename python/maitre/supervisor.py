@@ -24,7 +24,7 @@ import os
 import signal
 import threading
 import time
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Optional, Tuple
 
 from maitre import _maitre
 from maitre._maitre import Engine, Listeners
@@ -45,10 +45,14 @@ def serve_in_worker(
     run_engine(Engine(app, config, listeners))
 
 
-def _become_worker(parent: int, lifeline: Optional[Tuple[int, int]]) -> bool:
-    """Sets up a freshly forked worker's signals; False if its parent is gone already."""
+def _become_worker(
+    parent: int, lifeline: Optional[Tuple[int, int]], mask: Iterable[int]
+) -> bool:
+    """Sets up a freshly forked worker's signals, then restores the signal ``mask``
+    that :meth:`Supervisor._spawn` blocked; False if its parent is gone already."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, raise_system_exit)
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     if lifeline is None:
         _maitre.set_parent_death_signal(signal.SIGTERM)
         # The parent may have died before prctl: the worker is then an orphan.
@@ -96,22 +100,28 @@ class Supervisor:
 
     def _spawn(self) -> None:
         parent = os.getpid()
-        pid = os.fork()
-        if pid == 0:  # the worker: never returns into the parent's code
-            code = 0
-            try:
-                if _become_worker(parent, self._lifeline):
-                    serve_in_worker(self.app, self.config, self.listeners)
-            except SystemExit:  # SIGTERM during start-up, or a second one
-                pass
-            except BaseException:
-                logger.exception("worker %d failed", os.getpid())
-                code = 1
-            finally:
-                logging.shutdown()
-                os._exit(code)
-        self.children[pid] = time.monotonic()
-        logger.info("Started worker process %d", pid)
+        # Held back until the pid is recorded (a signal handled in between would
+        # lose the worker) and, in the worker, until its own handlers are set.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            pid = os.fork()
+            if pid == 0:  # the worker: never returns into the parent's code
+                code = 0
+                try:
+                    if _become_worker(parent, self._lifeline, mask):
+                        serve_in_worker(self.app, self.config, self.listeners)
+                except SystemExit:  # SIGTERM during start-up, or a second one
+                    pass
+                except BaseException:
+                    logger.exception("worker %d failed", os.getpid())
+                    code = 1
+                finally:
+                    logging.shutdown()
+                    os._exit(code)
+            self.children[pid] = time.monotonic()
+            logger.info("Started worker process %d", pid)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
     def run(self) -> None:
         """Forks the workers, supervises them, stops them; returns when all are gone.
@@ -122,9 +132,9 @@ class Supervisor:
         if not hasattr(_maitre, "set_parent_death_signal"):
             self._lifeline = os.pipe()
         try:
-            for _ in range(self.workers):
-                self._spawn()
             try:
+                for _ in range(self.workers):
+                    self._spawn()
                 while not self.stop_requested.is_set():
                     if not self._reap(restart=True):
                         self.stop_requested.wait(0.1)
