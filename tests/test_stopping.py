@@ -18,7 +18,7 @@ import sys
 import textwrap
 import threading
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 import pytest
 
@@ -49,6 +49,9 @@ SCRIPT = textwrap.dedent(
         return [body]
 
     how, kw = sys.argv[1], json.loads(sys.argv[2])
+    if kw.pop("no_pdeathsig", False):  # take the portable path: the pipe check
+        import maitre._maitre
+        vars(maitre._maitre).pop("set_parent_death_signal", None)
     if how == "serve":
         maitre.serve(app, host="127.0.0.1", port=0, **kw)
     else:
@@ -119,7 +122,7 @@ class ServerProcess:
         line = self.wait_line(r"^PORT (\d+)|Serving on http://[\d.]+:(\d+)")
         self.port = int(next(g for g in line.groups() if g))
         self.workers: List[int] = []
-        for _ in range(kw.get("workers", 1) if kw.get("workers", 1) > 1 else 0):
+        for _ in range(kw["workers"] if kw.get("workers", 1) > 1 else 0):
             self.workers.append(int(self.wait_line(r"Started worker process (\d+)").group(1)))
 
     def _read(self) -> None:
@@ -241,9 +244,11 @@ def test_run_with_workers_sigterm_drains_and_stops_every_worker(server_process):
 
 
 @posix_only
-def test_workers_exit_when_the_parent_is_killed(server_process):
-    """issue 13 item 6: workers must die with their parent, even a SIGKILLed one."""
-    p = server_process("serve", workers=2)
+@pytest.mark.parametrize("no_pdeathsig", [False, True], ids=["pdeathsig", "pipe"])
+def test_workers_exit_when_the_parent_is_killed(server_process, no_pdeathsig):
+    """issue 13 item 6: workers must die with their parent, even a SIGKILLed one
+    (PR_SET_PDEATHSIG on Linux, the pipe check elsewhere: both are tried here)."""
+    p = server_process("serve", workers=2, no_pdeathsig=no_pdeathsig)
     assert all(alive(pid) for pid in p.workers)
     assert get(p.port, "/").status == 200
     p.proc.kill()
