@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use mio::{Poll, Waker};
 use parking_lot::{Condvar, Mutex};
-use pyo3::exceptions::{PyOSError, PyRuntimeError};
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
@@ -20,6 +20,29 @@ use crate::stats::Stats;
 use crate::workers::pool::{self, WorkerShared};
 use crate::workers::queue;
 use crate::workers::{Garbage, LoopHandle, LoopWaker, WorkerLink};
+
+/// How long a stopped server waits for its worker threads to leave: an idle
+/// one leaves at once when the loop drops the job queue; one still in the app
+/// after the drain deadline may never leave.
+const JOIN_GRACE: Duration = Duration::from_millis(500);
+
+/// Joins the threads that finish within `grace` and leaves the others running
+/// (dropping a handle detaches its thread); returns how many were left.
+fn join_prompt(threads: Vec<JoinHandle<()>>, grace: Duration) -> usize {
+    let deadline = Instant::now() + grace;
+    let mut pending = threads;
+    loop {
+        let (done, rest): (Vec<_>, Vec<_>) = pending.into_iter().partition(|t| t.is_finished());
+        for t in done {
+            let _ = t.join();
+        }
+        pending = rest;
+        if pending.is_empty() || Instant::now() >= deadline {
+            return pending.len();
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
 
 /// Sockets bound but not yet served.
 struct Bound_ {
@@ -201,9 +224,23 @@ impl Engine {
 
     /// Waits until the server has stopped (True) or `timeout` seconds passed
     /// (False). The GIL is released while waiting; signal handlers still run.
+    /// `None`, infinity or a timeout too large for a deadline wait without end;
+    /// a negative one polls; NaN is a `ValueError`.
+    ///
+    /// Once the event loop has stopped (after at most the drain deadline) the
+    /// worker threads that leave promptly are joined; one still inside the app
+    /// is left behind, so a stuck app cannot keep the server from stopping.
     #[pyo3(signature = (timeout = None))]
     fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
-        let deadline = timeout.map(|t| Instant::now() + Duration::from_secs_f64(t.max(0.0)));
+        let deadline = match timeout {
+            Some(t) if t.is_nan() => {
+                return Err(PyValueError::new_err("timeout must be a number, not NaN"))
+            }
+            Some(t) => Duration::try_from_secs_f64(t.max(0.0))
+                .ok()
+                .and_then(|d| Instant::now().checked_add(d)),
+            None => None,
+        };
         loop {
             let slice = deadline.map_or(Duration::from_millis(50), |d| {
                 d.saturating_duration_since(Instant::now())
@@ -219,11 +256,13 @@ impl Engine {
             });
             if done {
                 let threads: Vec<_> = self.threads.lock().drain(..).collect();
-                py.detach(|| {
-                    for t in threads {
-                        let _ = t.join();
-                    }
-                });
+                let left = py.detach(|| join_prompt(threads, JOIN_GRACE));
+                if left > 0 {
+                    log::warn!(
+                        target: "maitre",
+                        "stopped with {left} worker thread(s) still inside the application"
+                    );
+                }
                 return Ok(true);
             }
             py.check_signals()?;
@@ -252,5 +291,33 @@ impl Engine {
             d.set_item(k, v)?;
         }
         Ok(d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_prompt_leaves_a_stuck_thread_behind() {
+        let (release_tx, release_rx) = crossbeam_channel::bounded::<()>(0);
+        let threads = vec![
+            std::thread::spawn(|| {}),
+            std::thread::spawn(move || {
+                let _ = release_rx.recv();
+            }),
+        ];
+        let t0 = Instant::now();
+        assert_eq!(join_prompt(threads, Duration::from_millis(100)), 1);
+        assert!(t0.elapsed() < Duration::from_secs(2));
+        drop(release_tx);
+    }
+
+    #[test]
+    fn join_prompt_joins_threads_that_finish_in_time() {
+        let threads = (0..3)
+            .map(|_| std::thread::spawn(|| std::thread::sleep(Duration::from_millis(20))))
+            .collect();
+        assert_eq!(join_prompt(threads, Duration::from_secs(5)), 0);
     }
 }

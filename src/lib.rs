@@ -38,5 +38,7 @@ fn maitre_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<wsgi::file_wrapper::FileWrapper>()?;
     m.add_class::<wsgi::input::InputStream>()?;
     m.add_class::<wsgi::start_response::StartResponse>()?;
+    #[cfg(target_os = "linux")]
+    m.add_function(wrap_pyfunction!(os::parent::set_parent_death_signal, m)?)?;
     Ok(())
 }

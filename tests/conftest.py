@@ -7,7 +7,10 @@
   Every app is wrapped so that ``GET /__ping`` answers ``200 pong`` -- used by
   :func:`ping` to prove the server still serves after an error.
 * ``raw(port, data, timeout)``: send raw bytes, read until the server closes.
+* ``recv_until(sock, done, timeout)``: read until ``done(data)``, failing on EOF/timeout.
 * :class:`Conn`: a persistent raw connection that reads one response at a time.
+* ``wait_serving(proc, log_path)``: the port a subprocess server bound to port 0
+  logs ("Serving on http://host:port") to its stderr file.
 * :func:`parse_responses` / :func:`parse_one`: a strict HTTP/1.1 response parser
   (status line, headers, body by Content-Length / chunked / close) that splits a
   byte stream holding several pipelined responses.
@@ -15,7 +18,9 @@
 
 from __future__ import annotations
 
+import re
 import socket
+import subprocess
 import threading
 import time
 from typing import Callable, List, Optional, Sequence, Tuple
@@ -98,6 +103,27 @@ def serve():
         if r.errors:
             problems.append(f"server on port {r.port}: run() raised {r.errors!r}")
     assert not problems, "; ".join(problems)
+
+
+SERVING_ON = re.compile(r"Serving on http://\S+:(\d+)")
+
+
+def wait_serving(proc: subprocess.Popen, log_path: str, timeout: float = 20.0) -> int:
+    """Wait for the "Serving on http://host:port" line that a server started with
+    port 0 writes to ``log_path`` (its stderr); return the port.  The socket listens
+    by then: connections made at once are served when the server runs."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with open(log_path) as f:
+            text = f.read()
+        found = SERVING_ON.search(text)
+        if found:
+            return int(found.group(1))
+        if proc.poll() is not None:
+            pytest.fail(f"server exited with {proc.returncode} before serving: {text}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"server did not log its address within {timeout}s: {text}")
+        time.sleep(0.05)
 
 
 # --------------------------------------------------------------------------- parser
@@ -313,6 +339,26 @@ def read_until_close(sock: socket.socket, timeout: float = 3.0, initial: bytes =
         if not chunk:
             return bytes(data)
         data += chunk
+
+
+def recv_until(sock: socket.socket, done: Callable[[bytes], bool], timeout: float = 5.0,
+               initial: bytes = b"") -> bytes:
+    """Read until ``done(data)``; fail on EOF or after ``timeout`` seconds instead of hanging."""
+    data = initial
+    deadline = time.monotonic() + timeout
+    while not done(data):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"no complete reply within {timeout}s; got {data!r}")
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(65536)
+        except socket.timeout:
+            continue
+        if not chunk:
+            raise AssertionError(f"connection closed early; got {data!r}")
+        data += chunk
+    return data
 
 
 def raw(port: int, data: bytes, timeout: float = 3.0) -> bytes:

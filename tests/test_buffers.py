@@ -7,7 +7,7 @@ from __future__ import annotations
 import socket
 import time
 
-from conftest import HOST, parse_one, raw
+from conftest import HOST, parse_one, raw, recv_until
 
 CHUNK = 64 * 1024
 
@@ -80,9 +80,7 @@ def test_output_past_outbuf_overflow_spills_to_disk_in_order(serve):
         body = read_response(sock, chunks * CHUNK, pause=0.001)
         # The connection is still usable afterwards.
         sock.sendall(b"GET /__ping HTTP/1.1\r\nHost: x\r\n\r\n")
-        data = b""
-        while b"pong" not in data:
-            data += sock.recv(4096)
+        recv_until(sock, lambda data: b"pong" in data)
     assert body == expected(chunks)
 
 
@@ -104,9 +102,7 @@ def test_large_chunks_keep_their_framing(serve):
     srv = serve(app)
     with socket.create_connection((HOST, srv.port), timeout=5) as sock:
         sock.sendall(b"GET /chunked HTTP/1.1\r\nHost: x\r\n\r\n")
-        data = b""
-        while not data.endswith(b"0\r\n\r\n"):
-            data += sock.recv(65536)
+        data = recv_until(sock, lambda data: data.endswith(b"0\r\n\r\n"))
         resp, used = parse_one(data)
         assert resp.chunks == big
         assert used == len(data)
@@ -116,9 +112,7 @@ def test_large_chunks_keep_their_framing(serve):
         assert body == b"".join(big)
 
         sock.sendall(b"HEAD /list HTTP/1.1\r\nHost: x\r\n\r\n")
-        head = b""
-        while b"\r\n\r\n" not in head:
-            head += sock.recv(65536)
+        head = recv_until(sock, lambda head: b"\r\n\r\n" in head)
         assert head.endswith(b"\r\n\r\n"), "no body bytes after a HEAD response"
         assert b"Content-Length: %d\r\n" % sum(map(len, big)) in head
 

@@ -6,7 +6,6 @@ import getopt
 import http.client
 import io
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -19,6 +18,7 @@ import maitre
 import maitre.demo
 from maitre import cli
 from maitre.options import OPTIONS
+from conftest import wait_serving
 
 HOST = "127.0.0.1"
 
@@ -274,36 +274,16 @@ def test_module_bad_option():
     assert "no-such-option" in result.stderr
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-def wait_accepting(proc: subprocess.Popen, port: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            _, err = proc.communicate()
-            pytest.fail(f"server exited early with {proc.returncode}: {err}")
-        try:
-            socket.create_connection((HOST, port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    pytest.fail(f"server did not accept on {HOST}:{port} within {timeout}s")
-
-
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM is POSIX")
-def test_module_serves_demo_and_stops_on_sigterm():
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "maitre", f"--listen={HOST}:{port}", "--threads=2", "maitre.demo:app"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+def test_module_serves_demo_and_stops_on_sigterm(tmp_path):
+    log_path = str(tmp_path / "stderr.log")
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "maitre", f"--listen={HOST}:0", "--threads=2", "maitre.demo:app"],
+            stdout=subprocess.DEVNULL, stderr=log, text=True,
+        )
     try:
-        wait_accepting(proc, port)
+        port = wait_serving(proc, log_path)
         conn = http.client.HTTPConnection(HOST, port, timeout=5)
         conn.request("GET", "/")
         response = conn.getresponse()
@@ -319,10 +299,12 @@ def test_module_serves_demo_and_stops_on_sigterm():
         conn.close()
 
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=10)
+        proc.wait(10)
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.communicate()
+            proc.wait()
+    with open(log_path) as f:
+        err = f.read()
     assert proc.returncode == 0, err
     assert f"Serving on http://{HOST}:{port}" in err

@@ -18,19 +18,14 @@ import pytest
 
 import maitre
 from conftest import (
-    HOST, Conn, connect, get, parse_responses, ping, raw, read_until_close, simple_app, wait_for,
+    HOST, SERVING_ON, Conn, connect, get, parse_responses, ping, raw, read_until_close, simple_app,
+    wait_for,
 )
 
 
 def req(method="GET", path="/", headers=(), body=b"") -> bytes:
     lines = [f"{method} {path} HTTP/1.1", "Host: test", *headers]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 def refused(port: int) -> bool:
@@ -155,7 +150,7 @@ SERVE_SCRIPT = textwrap.dedent(
         start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
         return [body]
 
-    maitre.serve(app, host="127.0.0.1", port=int(sys.argv[1]))
+    maitre.serve(app, host="127.0.0.1", port=0)
     sys.stderr.write("SERVE-RETURNED\\n")
     sys.stderr.flush()
     """
@@ -164,9 +159,8 @@ SERVE_SCRIPT = textwrap.dedent(
 
 class ServeProcess:
     def __init__(self) -> None:
-        self.port = free_port()
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", SERVE_SCRIPT, str(self.port)],
+            [sys.executable, "-c", SERVE_SCRIPT],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
@@ -193,6 +187,18 @@ class ServeProcess:
                 continue
             if needle in line:
                 return line
+
+    @property
+    def port(self) -> int:
+        """The port the server bound (port 0), from its "Serving on" line."""
+        deadline = time.monotonic() + 10
+        while True:
+            for line in list(self.all_lines):
+                found = SERVING_ON.search(line)
+                if found:
+                    return int(found.group(1))
+            assert time.monotonic() < deadline, f"no 'Serving on' line: {self.all_lines!r}"
+            time.sleep(0.02)
 
     def stderr_text(self) -> str:
         self.reader.join(5)
@@ -439,11 +445,26 @@ def test_server_survives_reset_connection(serve):
     ping(s.port)
 
 
-def test_stats_is_a_dict(serve):
+def test_stats_count_connections_and_requests(serve):
     s = serve(simple_app(b"ok"))
-    get(s.port, "/")
     stats = s.server.stats()
-    assert isinstance(stats, dict)
+    assert stats == {
+        "connections_accepted": 0, "connections_open": 0, "connection_limit_pauses": 0,
+        "requests": 0, "requests_rejected": 0, "requests_in_queue": 0,
+        "requests_in_app": 0, "app_errors": 0,
+    }
+    for _ in range(2):
+        assert get(s.port, "/").body == b"ok"
+    with Conn(s.port) as c:
+        c.send(req("GET", "/"))
+        assert c.read_response().body == b"ok"
+        stats = s.server.stats()
+        assert stats["connections_accepted"] == 3
+        assert stats["requests"] == 3
+        assert stats["connections_open"] >= 1  # the closed ones may not be counted out yet
+    assert wait_for(lambda: s.server.stats()["connections_open"] == 0), s.server.stats()
+    stats = s.server.stats()
+    assert (stats["requests_in_app"], stats["requests_in_queue"], stats["app_errors"]) == (0, 0, 0)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/task")

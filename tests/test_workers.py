@@ -8,7 +8,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -35,12 +34,6 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def get(port: int) -> dict:
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     c.request("GET", "/", headers={"Connection": "close"})
@@ -52,57 +45,93 @@ def get(port: int) -> dict:
 
 
 def alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie nobody reaped counts as gone)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
         return False
-    return True
+    except OSError:  # no /proc
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
 
 
 @pytest.fixture
 def cluster(tmp_path):
-    port = free_port()
+    """The server on port 0, in a session of its own: teardown SIGKILLs its whole
+    process group, so no worker outlives a failed test."""
     log = open(tmp_path / "stderr.log", "w+")
     proc = subprocess.Popen(
-        [sys.executable, "-c", SCRIPT, f"127.0.0.1:{port}"], stderr=log, text=True
+        [sys.executable, "-c", SCRIPT, "127.0.0.1:0"], stderr=log, text=True,
+        start_new_session=True,
     )
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            get(port)
-            break
-        except OSError:
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            found = re.search(r"Serving on http://127\.0\.0\.1:(\d+)", open(log.name).read())
+            if found:
+                port = int(found.group(1))
+                break
             assert proc.poll() is None, open(log.name).read()
-            assert time.monotonic() < deadline, "the server never answered"
-            time.sleep(0.1)
+            assert time.monotonic() < deadline, "the server never logged its port"
+            time.sleep(0.05)
+        while True:
+            try:
+                get(port)
+                break
+            except OSError:
+                assert proc.poll() is None, open(log.name).read()
+                assert time.monotonic() < deadline, "the server never answered"
+                time.sleep(0.1)
 
-    def workers() -> list:
-        text = open(log.name).read()
-        return [int(p) for p in re.findall(r"Started worker process (\d+)", text)]
+        yield proc, port, lambda: _started(log), log
+    finally:
+        # Unless the parent was reaped (its pid, the group's id, may be reused) with
+        # no worker of its group left, kill the group.
+        if proc.poll() is None or any(_in_group(pid, proc.pid) for pid in _started(log)):
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        proc.wait(5)
+        log.close()
 
-    yield proc, port, workers, log
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait()
+
+def _started(log) -> list:
+    return [int(p) for p in re.findall(r"Started worker process (\d+)", open(log.name).read())]
+
+
+def _in_group(pid: int, pgid: int) -> bool:
+    try:
+        return alive(pid) and os.getpgid(pid) == pgid
+    except ProcessLookupError:
+        return False
 
 
 def test_two_workers_serve_and_stop_cleanly(cluster):
     proc, port, workers, log = cluster
-    seen = set()
-    for _ in range(300):
-        data = get(port)
-        assert data["multiprocess"] is True
-        seen.add(data["pid"])
-        if len(seen) == 2:
-            break
     started = workers()
     assert len(started) == 2
-    assert seen == set(started), "both workers accept from the shared socket"
-    assert proc.pid not in seen, "the parent only supervises"
+    # Which worker accepts is up to the scheduler: under load one may take many
+    # connections in a row, so keep asking (on new connections) for a while.
+    seen = set()
+    deadline = time.monotonic() + 30
+    while seen != set(started):
+        assert time.monotonic() < deadline, f"only {seen} of {started} answered in 30 s"
+        data = get(port)
+        assert data["multiprocess"] is True
+        assert data["pid"] in started, "the parent only supervises"
+        seen.add(data["pid"])
+        time.sleep(0.01)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(10) == 0, open(log.name).read()
-    time.sleep(0.2)
-    assert not any(alive(pid) for pid in started), "a worker outlived its parent"
+    deadline = time.monotonic() + 2
+    while any(alive(pid) for pid in started):
+        assert time.monotonic() < deadline, "a worker outlived its parent"
+        time.sleep(0.05)
 
 
 def test_a_dead_worker_is_replaced_without_losing_requests(cluster):

@@ -7,11 +7,10 @@
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from maitre._maitre import Engine, Listeners, __version__
+from maitre._stopping import run_engine, sigterm_stops
 from maitre.options import Options
 from maitre.supervisor import Supervisor
 
@@ -38,7 +37,9 @@ class Server:
         if options.workers > 1:
             self._supervisor = Supervisor(
                 app, config, self._listeners, options.workers,
-                stop_timeout=float(options.channel_timeout) + 5.0,
+                # A worker drains for at most max(channel_timeout, 1 s), as the
+                # engine does, then needs a moment to exit.
+                stop_timeout=max(float(options.channel_timeout), 1.0) + 2.0,
             )
         else:
             self._engine = Engine(app, config, self._listeners)
@@ -68,25 +69,28 @@ class Server:
     def run(self) -> None:
         """Serve until :meth:`close` is called or SIGINT/SIGTERM arrives, then stop cleanly.
 
-        Stopping means: stop accepting, let in-flight responses finish, close every
-        connection, join the worker threads (and worker processes), return.
+        Stopping means: stop accepting, let in-flight responses finish (for at most
+        ``max(channel_timeout, 1)`` seconds), close every connection, and return once
+        the worker threads (and worker processes) are gone; a worker thread still
+        inside the application after that is left behind.  The same signal again
+        stops at once: it propagates as ``KeyboardInterrupt`` or ``SystemExit``.
+
+        In the main thread, SIGTERM stops the server as Ctrl-C does while ``run``
+        runs, unless the application installed a SIGTERM handler of its own.
         """
-        if self._supervisor is not None:
-            self._supervisor.run()
-            return
-        assert self._engine is not None
-        self._engine.start()
-        try:
-            while not self._engine.wait(None):
-                pass
-        except (KeyboardInterrupt, SystemExit):
-            logger.info("Stopping: finishing in-flight requests")
-        finally:
-            self._engine.close()
-            self._engine.wait(None)
+        with sigterm_stops():
+            if self._supervisor is not None:
+                self._supervisor.run()
+            else:
+                assert self._engine is not None
+                run_engine(self._engine)
 
     def close(self) -> None:
-        """Ask the server to stop; safe from any thread, returns at once."""
+        """Ask the server to stop as SIGTERM does; safe from any thread, returns at once.
+
+        :meth:`run` returns once in-flight responses are finished (in every worker
+        process) or the drain deadline passed.
+        """
         if self._supervisor is not None:
             self._supervisor.stop_requested.set()
         else:
@@ -110,15 +114,12 @@ def create_server(app: Callable[..., Any], **kw: Any) -> Server:
     return Server(app, Options(**kw))
 
 
-def _raise_system_exit(signum: int, frame: Any) -> None:
-    raise SystemExit(0)
-
-
 def serve(app: Callable[..., Any], **kw: Any) -> None:
     """Serve ``app`` until SIGINT (Ctrl-C) or SIGTERM, then stop cleanly and return.
 
     Takes waitress's options with the same names, defaults and meaning, e.g.
-    ``serve(app, host="0.0.0.0", port=8000, threads=4)``.
+    ``serve(app, host="0.0.0.0", port=8000, threads=4)``.  A second signal while
+    in-flight requests finish stops at once (see :meth:`Server.run`).
     """
     quiet = kw.pop("_quiet", False)
     if not quiet:
@@ -128,14 +129,4 @@ def serve(app: Callable[..., Any], **kw: Any) -> None:
     server = create_server(app, **kw)
     if not quiet:
         server.print_listen("Serving on http://{}:{}")
-    previous = None
-    in_main = threading.current_thread() is threading.main_thread()
-    if in_main:
-        # SIGTERM's default action kills the process mid-response; turn it into
-        # the same clean stop as Ctrl-C.
-        previous = signal.signal(signal.SIGTERM, _raise_system_exit)
-    try:
-        server.run()
-    finally:
-        if in_main:
-            signal.signal(signal.SIGTERM, previous)
+    server.run()

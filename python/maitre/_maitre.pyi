@@ -19,9 +19,15 @@ class Engine:
         self, app: Callable[..., Any], config: Dict[str, Any], listeners: Listeners
     ) -> None: ...
     def start(self) -> None: ...
-    def wait(self, timeout: Optional[float] = None) -> bool: ...
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """True once stopped, False after ``timeout`` seconds (None or inf: no limit;
+        negative: poll; NaN: ``ValueError``)."""
     def close(self) -> None: ...
     def stats(self) -> Dict[str, int]: ...
+
+def set_parent_death_signal(signum: int) -> None:
+    """Linux only: the kernel sends ``signum`` to this process when the thread that
+    forked it exits (``PR_SET_PDEATHSIG``)."""
 
 class FileWrapper:
     """``wsgi.file_wrapper``: iterates ``filelike`` in ``block_size`` blocks."""

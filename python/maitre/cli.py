@@ -184,7 +184,8 @@ def main(argv: Optional[List[str]] = None, prog: Optional[str] = None) -> int:
     """Run ``maitre-serve`` with ``argv`` (default ``sys.argv[1:]``); return the exit code.
 
     0 after a clean stop (Ctrl-C / SIGTERM) or ``--help``; 1 for a bad option, an
-    application that cannot be loaded, or addresses that cannot be bound.
+    application that cannot be loaded, or addresses that cannot be bound; 130 after
+    a second Ctrl-C cut the drain short.
     """
     if argv is None:
         argv = sys.argv[1:]
@@ -220,4 +221,6 @@ def main(argv: Optional[List[str]] = None, prog: Optional[str] = None) -> int:
         maitre.serve(app, **invocation.kw)
     except OSError as exc:
         return _error(sys.stderr, prog, str(exc))
+    except KeyboardInterrupt:  # a second Ctrl-C: stopped without draining
+        return 130
     return 0

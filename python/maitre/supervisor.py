@@ -3,6 +3,14 @@ each with its own event loop and threads, all on the listening sockets it bound
 before forking; it replaces a worker that dies and stops them all on SIGTERM,
 SIGINT or :meth:`maitre.Server.close`.
 
+Stopping sends SIGTERM to every worker, which drains as a single-process server
+does, and SIGKILLs the ones still there after the drain deadline; a second
+signal to the parent SIGKILLs them at once.  Workers ignore SIGINT: Ctrl-C
+reaches the whole process group, and the parent turns it into that SIGTERM.
+A worker dies with its parent however the parent dies: on Linux the kernel
+sends it SIGTERM (``PR_SET_PDEATHSIG``), elsewhere it watches a pipe whose
+write end only the parent holds.
+
 The sockets are bound once, before fork, rather than once per worker with
 ``SO_REUSEPORT``: the accept queue then belongs to the shared socket, so a
 worker that dies takes no queued connection with it, port 0 works, and it
@@ -16,9 +24,11 @@ import os
 import signal
 import threading
 import time
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, Iterable, Optional, Tuple
 
+from maitre import _maitre
 from maitre._maitre import Engine, Listeners
+from maitre._stopping import STOP_SIGNALS, raise_system_exit, run_engine
 
 logger = logging.getLogger("maitre")
 
@@ -32,16 +42,37 @@ def serve_in_worker(
     app: Callable[..., Any], config: Dict[str, Any], listeners: Listeners
 ) -> None:
     """Runs one worker's engine until it is told to stop (in the forked child)."""
-    engine = Engine(app, config, listeners)
-    engine.start()
+    run_engine(Engine(app, config, listeners))
+
+
+def _become_worker(
+    parent: int, lifeline: Optional[Tuple[int, int]], mask: Iterable[int]
+) -> bool:
+    """Sets up a freshly forked worker's signals, then restores the signal ``mask``
+    that :meth:`Supervisor._spawn` blocked; False if its parent is gone already."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, raise_system_exit)
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    if lifeline is None:
+        _maitre.set_parent_death_signal(signal.SIGTERM)
+        # The parent may have died before prctl: the worker is then an orphan.
+        return os.getppid() == parent
+    read_end, write_end = lifeline
+    os.close(write_end)
+    threading.Thread(
+        target=_stop_at_eof, args=(read_end,), name="maitre-parent-watch", daemon=True
+    ).start()
+    return True
+
+
+def _stop_at_eof(fd: int) -> None:
+    """SIGTERMs this worker once the pipe's last write end, the parent's, closes."""
     try:
-        while not engine.wait(None):
+        while os.read(fd, 1):
             pass
-    except (KeyboardInterrupt, SystemExit):
+    except OSError:
         pass
-    finally:
-        engine.close()
-        engine.wait(None)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 class Supervisor:
@@ -63,34 +94,63 @@ class Supervisor:
         self.children: Dict[int, float] = {}  # pid -> start time
         self.restarts = 0
         self.stop_requested = threading.Event()
+        # Without PR_SET_PDEATHSIG, a pipe whose read end reaches EOF in each
+        # worker when the parent dies.
+        self._lifeline: Optional[Tuple[int, int]] = None
 
     def _spawn(self) -> None:
-        pid = os.fork()
-        if pid == 0:  # the worker: never returns into the parent's code
-            code = 0
-            try:
-                serve_in_worker(self.app, self.config, self.listeners)
-            except BaseException:
-                logger.exception("worker %d failed", os.getpid())
-                code = 1
-            finally:
-                logging.shutdown()
-                os._exit(code)
-        self.children[pid] = time.monotonic()
-        logger.info("Started worker process %d", pid)
+        parent = os.getpid()
+        # Held back until the pid is recorded (a signal handled in between would
+        # lose the worker) and, in the worker, until its own handlers are set.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            pid = os.fork()
+            if pid == 0:  # the worker: never returns into the parent's code
+                code = 0
+                try:
+                    if _become_worker(parent, self._lifeline, mask):
+                        serve_in_worker(self.app, self.config, self.listeners)
+                except SystemExit:  # SIGTERM during start-up, or a second one
+                    pass
+                except BaseException:
+                    logger.exception("worker %d failed", os.getpid())
+                    code = 1
+                finally:
+                    logging.shutdown()
+                    os._exit(code)
+            self.children[pid] = time.monotonic()
+            logger.info("Started worker process %d", pid)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
     def run(self) -> None:
-        """Forks the workers, supervises them, stops them; returns when all are gone."""
-        for _ in range(self.workers):
-            self._spawn()
+        """Forks the workers, supervises them, stops them; returns when all are gone.
+
+        Call it from a thread that outlives the workers: on Linux a worker gets its
+        SIGTERM when the thread that forked it exits.
+        """
+        if not hasattr(_maitre, "set_parent_death_signal"):
+            self._lifeline = os.pipe()
         try:
-            while not self.stop_requested.is_set():
-                if not self._reap(restart=True):
-                    self.stop_requested.wait(0.1)
-        except (KeyboardInterrupt, SystemExit):
-            pass
-        finally:
+            try:
+                for _ in range(self.workers):
+                    self._spawn()
+                while not self.stop_requested.is_set():
+                    if not self._reap(restart=True):
+                        self.stop_requested.wait(0.1)
+            except STOP_SIGNALS:
+                logger.info(
+                    "Stopping: worker processes finish their in-flight requests "
+                    "(signal again to stop at once)"
+                )
             self._stop_all()
+        finally:
+            self._kill_all()
+            if self._lifeline is not None:
+                for fd in self._lifeline:
+                    os.close(fd)
+                self._lifeline = None
+            self.listeners.close()
 
     def _reap(self, restart: bool) -> bool:
         """Collects one dead worker (restarting it if asked); False if none died."""
@@ -114,22 +174,30 @@ class Supervisor:
 
     def _stop_all(self) -> None:
         """SIGTERM every worker (each finishes its in-flight requests), then wait;
-        SIGKILL what is still there after ``stop_timeout``."""
+        what is still there after ``stop_timeout`` is left to :meth:`_kill_all`."""
         for pid in list(self.children):
             _signal(pid, signal.SIGTERM)
         deadline = time.monotonic() + self.stop_timeout
-        while self.children and time.monotonic() < deadline:
-            if not self._reap(restart=False):
-                time.sleep(0.05)
-        for pid in list(self.children):
+        try:
+            while self.children and time.monotonic() < deadline:
+                if not self._reap(restart=False):
+                    time.sleep(0.05)
+        except STOP_SIGNALS:
+            logger.warning("Stopping at once: killing the worker processes")
+            raise
+        for pid in self.children:
             logger.warning("Worker process %d did not stop in time; killing it", pid)
+
+    def _kill_all(self) -> None:
+        """SIGKILLs and reaps every worker still there."""
+        for pid in self.children:
             _signal(pid, signal.SIGKILL)
+        for pid in list(self.children):
             try:
                 os.waitpid(pid, 0)
             except ChildProcessError:
                 pass
             self.children.pop(pid, None)
-        self.listeners.close()
 
     def stats(self) -> Dict[str, int]:
         """What the parent knows: how many workers run, and how many were replaced."""

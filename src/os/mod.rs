@@ -1,8 +1,11 @@
-//! Process and thread settings maitre asks of the operating system, each a
-//! measured win on one platform and a no-op elsewhere; and private anonymous
-//! temporary files, made the best way each platform offers.
+//! What maitre asks of the operating system, each the best way a platform
+//! offers with a fallback elsewhere: process and thread settings (malloc,
+//! scheduling, dying with the parent on Linux), private anonymous temporary
+//! files, and sending a file straight to a socket.
 
 pub mod malloc;
+#[cfg(target_os = "linux")]
+pub mod parent;
 pub mod sched;
 pub mod sendfile;
 pub mod tempfile;
