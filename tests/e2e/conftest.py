@@ -179,7 +179,9 @@ class Spawned:
         with self._changed:
             return [m for m in map(pattern.search, self._lines) if m]
 
-    def wait_for(self, pattern: "re.Pattern[str]", count: int = 1, timeout: float = 20.0) -> "re.Match[str]":
+    def wait_for(
+        self, pattern: "re.Pattern[str]", count: int = 1, timeout: float = 20.0
+    ) -> "re.Match[str]":
         """The ``count``-th output line matching ``pattern``; fails if the process exits first."""
         deadline = time.monotonic() + timeout
         with self._changed:
@@ -235,7 +237,9 @@ def spawn():
     """``spawn(argv, cwd=REPO_ROOT, env=None)``: start a :class:`Spawned`; killed on teardown."""
     started: List[Spawned] = []
 
-    def _spawn(argv: Sequence[str], cwd: str = REPO_ROOT, env: Optional[Dict[str, str]] = None) -> Spawned:
+    def _spawn(
+        argv: Sequence[str], cwd: str = REPO_ROOT, env: Optional[Dict[str, str]] = None
+    ) -> Spawned:
         process = Spawned(argv, cwd, env)
         started.append(process)
         return process

@@ -24,7 +24,8 @@ APP = "tests.e2e.flask_app:app"
 
 
 def run_script(call: str) -> list:
-    return [sys.executable, "-c", f"import maitre.flask\nfrom {APP.replace(':', ' import ')}\n{call}"]
+    module, name = APP.split(":")
+    return [sys.executable, "-c", f"import maitre.flask\nfrom {module} import {name}\n{call}"]
 
 
 # how users start it -> (argv, environment)
