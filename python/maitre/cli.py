@@ -5,6 +5,10 @@
 Every option of :mod:`maitre.options` is a long option: underscores become dashes
 (``--max-request-body-size=1048576``), booleans are ``--name`` / ``--no-name``, and
 ``--listen`` may be repeated.  ``python -m maitre`` is the same command.
+
+The framework commands (``manage.py maitre``, ``flask maitre``) build their own parsers
+from the same rows (:func:`command_line_options`, :func:`option_help`) and hand what they
+parsed to :func:`option_strings`, so every command line takes the same options.
 """
 
 from __future__ import annotations
@@ -17,12 +21,22 @@ import sys
 import textwrap
 import traceback
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, TextIO
+from typing import Any, Callable, Dict, List, Mapping, Optional, TextIO
 
 import maitre
 from maitre.options import OPTIONS, OPTIONS_BY_NAME, Option, Options, Support
 
-__all__ = ["AppLoadError", "Invocation", "help_text", "load_app", "main", "parse_args"]
+__all__ = [
+    "AppLoadError",
+    "Invocation",
+    "command_line_options",
+    "help_text",
+    "load_app",
+    "main",
+    "option_help",
+    "option_strings",
+    "parse_args",
+]
 
 _SECTIONS = ("Standard", "Tuning", "Proxy")
 _RUNNER_FLAGS = ("help", "call")
@@ -42,13 +56,35 @@ class AppLoadError(Exception):
     """The application could not be imported, built by ``--call``, or is not callable."""
 
 
-def _cli_options() -> List[Option]:
+def command_line_options() -> List[Option]:
+    """The rows of the option table that a command line offers (all but ``sockets``)."""
     return [option for option in OPTIONS if option.cli]
+
+
+def option_strings(values: Mapping[str, Any]) -> Dict[str, str]:
+    """Turn what a command-line parser produced into the string options ``serve`` takes.
+
+    ``values`` maps option names to a string, ``True``/``False`` for a flag, or a list of
+    strings for a repeated ``--listen``; ``None`` or an empty list means "not given" and
+    is left out.  Flags become ``"true"``/``"false"``, several ``listen`` values one
+    space-separated string, other values ``str(value)``.
+    """
+    kw: Dict[str, str] = {}
+    for name, value in values.items():
+        if value is None or (isinstance(value, (list, tuple)) and not value):
+            continue
+        if isinstance(value, bool):
+            kw[name] = "true" if value else "false"
+        elif isinstance(value, (list, tuple)):
+            kw[name] = " ".join(str(item) for item in value)
+        else:
+            kw[name] = str(value)
+    return kw
 
 
 def _long_opts() -> List[str]:
     longs = list(_RUNNER_FLAGS)
-    for option in _cli_options():
+    for option in command_line_options():
         name = option.cli_name[2:]
         if option.is_flag:
             longs += [name, "no-" + name]
@@ -70,19 +106,20 @@ def parse_args(argv: List[str]) -> Invocation:
     except getopt.GetoptError as exc:
         raise getopt.GetoptError(_with_suggestion(exc, longs), exc.opt) from None
     result = Invocation(args=list(args))
+    values: Dict[str, Any] = {}
     for opt, value in pairs:
         name = opt[2:].replace("-", "_")
         if name in _RUNNER_FLAGS:
             setattr(result, name, True)
         elif name == "listen":
-            previous = result.kw.get("listen")
-            result.kw["listen"] = value if previous is None else f"{previous} {value}"
+            values.setdefault("listen", []).append(value)
         elif name.startswith("no_") and name not in OPTIONS_BY_NAME:
-            result.kw[name[3:]] = "false"
+            values[name[3:]] = False
         elif OPTIONS_BY_NAME[name].is_flag:
-            result.kw[name] = "true"
+            values[name] = True
         else:
-            result.kw[name] = value
+            values[name] = value
+    result.kw = option_strings(values)
     return result
 
 
@@ -101,14 +138,18 @@ def _wrap(text: str, indent: str) -> str:
     return textwrap.fill(text, width=79, initial_indent=indent, subsequent_indent=indent)
 
 
-def _describe(option: Option) -> str:
-    name = option.cli_name[2:]
-    head = f"--[no-]{name}" if option.is_flag else f"--{name}={option.metavar}"
+def option_help(option: Option) -> str:
+    """One option's help text, as every command line shows it (with its default)."""
     text = option.help
     if option.support is Support.UNSUPPORTED:
         text += " Not supported by maitre yet: only the default is accepted."
-    text += f" Default: {option.default_text}."
-    return f"    {head}\n{_wrap(text, ' ' * 8)}\n"
+    return text + f" Default: {option.default_text}."
+
+
+def _describe(option: Option) -> str:
+    name = option.cli_name[2:]
+    head = f"--[no-]{name}" if option.is_flag else f"--{name}={option.metavar}"
+    return f"    {head}\n{_wrap(option_help(option), ' ' * 8)}\n"
 
 
 def help_text(prog: str = "maitre-serve") -> str:
@@ -133,7 +174,7 @@ def help_text(prog: str = "maitre-serve") -> str:
         + "\n",
     ]
     for section in _SECTIONS:
-        rows = [_describe(o) for o in _cli_options() if o.section == section]
+        rows = [_describe(o) for o in command_line_options() if o.section == section]
         if rows:
             parts.append(f"{section} options:\n")
             parts.extend(rows)

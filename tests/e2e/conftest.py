@@ -8,16 +8,23 @@ This file adds:
 * ``url(running, path)``: ``http://127.0.0.1:<port><path>``;
 * ``ServeProcess`` / ``serve_process`` (fixture): ``maitre-serve`` in a subprocess on
   port 0 (it logs the real one), killed on teardown if a test left it running.
+* ``Spawned`` / ``spawn`` (fixture): any command that starts a server (``manage.py``,
+  ``flask``...) in its own process group; ``wait_serving()`` reads the port back from
+  its ``Serving on http://HOST:PORT`` log line (so it can listen on port 0), and the
+  whole group is killed on teardown.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import tempfile
-from typing import List, Optional
+import threading
+import time
+from typing import Dict, List, Optional, Sequence
 
 import pytest
 
@@ -39,13 +46,17 @@ def session():
     s.close()
 
 
-def maitre_serve_command() -> List[str]:
-    """The ``maitre-serve`` console script beside this interpreter, else ``python -m maitre``
+def console_script(name: str, module: str) -> List[str]:
+    """The console script ``name`` beside this interpreter, else ``python -m module``
     (never one found on PATH: it could belong to another Python)."""
-    script = os.path.join(os.path.dirname(sys.executable), "maitre-serve")
+    script = os.path.join(os.path.dirname(sys.executable), name)
     if os.path.exists(script):
         return [script]
-    return [sys.executable, "-m", "maitre"]
+    return [sys.executable, "-m", module]
+
+
+def maitre_serve_command() -> List[str]:
+    return console_script("maitre-serve", "maitre")
 
 
 class ServeProcess:
@@ -109,3 +120,121 @@ def serve_process():
     yield _start
     for p in started:
         p.kill()
+
+
+SERVING = re.compile(r"Serving on http://([0-9.]+):([0-9]+)")
+
+
+class Spawned:
+    """A server command in its own process group, its output (stdout and stderr) collected."""
+
+    def __init__(self, argv: Sequence[str], cwd: str, env: Optional[Dict[str, str]]) -> None:
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        full_env["PYTHONUNBUFFERED"] = "1"
+        self.argv = list(argv)
+        self.proc = subprocess.Popen(
+            self.argv,
+            cwd=cwd,
+            env=full_env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            # a new session: the group holds every process it starts (e.g. the reloader's child)
+            start_new_session=True,
+        )
+        self.host = HOST
+        self.port = 0
+        self._lines: List[str] = []
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with self._changed:
+                self._lines.append(line)
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    @property
+    def output(self) -> str:
+        with self._changed:
+            return "".join(self._lines)
+
+    def matches(self, pattern: "re.Pattern[str]") -> List["re.Match[str]"]:
+        """Every output line so far that matches ``pattern``."""
+        with self._changed:
+            return [m for m in map(pattern.search, self._lines) if m]
+
+    def wait_for(
+        self, pattern: "re.Pattern[str]", count: int = 1, timeout: float = 20.0
+    ) -> "re.Match[str]":
+        """The ``count``-th output line matching ``pattern``; fails if the process exits first."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                matches = self.matches(pattern)
+                if len(matches) >= count:
+                    return matches[count - 1]
+                if not self._reader.is_alive():
+                    pytest.fail(f"{self.argv} exited ({self.proc.poll()}) before printing "
+                                f"{pattern.pattern!r}:\n{''.join(self._lines)}")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    pytest.fail(f"{self.argv} did not print {pattern.pattern!r} within "
+                                f"{timeout}s:\n{''.join(self._lines)}")
+                self._changed.wait(left)
+
+    def wait_serving(self, count: int = 1) -> "Spawned":
+        """Wait for the ``count``-th ``Serving on`` line and take its address."""
+        match = self.wait_for(SERVING, count)
+        self.host, self.port = match.group(1), int(match.group(2))
+        return self
+
+    def url(self, path: str = "/") -> str:
+        return f"http://{self.host}:{self.port}{path}"
+
+    def wait_exit(self, timeout: float = 20.0) -> int:
+        """Wait for the process to exit by itself; return its exit code."""
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            pytest.fail(f"{self.argv} did not exit within {timeout}s:\n{self.output}")
+        self._reader.join(5)
+        return code
+
+    def terminate(self, timeout: float = 10.0) -> int:
+        """SIGTERM to the process alone (as a service manager sends it); its exit code."""
+        self.proc.send_signal(signal.SIGTERM)
+        return self.wait_exit(timeout)
+
+    def kill(self) -> None:
+        """SIGKILL the whole group, leader gone or not: no stray server survives."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
+        self._reader.join(5)
+
+
+@pytest.fixture
+def spawn():
+    """``spawn(argv, cwd=REPO_ROOT, env=None)``: start a :class:`Spawned`; killed on teardown."""
+    started: List[Spawned] = []
+
+    def _spawn(
+        argv: Sequence[str], cwd: str = REPO_ROOT, env: Optional[Dict[str, str]] = None
+    ) -> Spawned:
+        process = Spawned(argv, cwd, env)
+        started.append(process)
+        return process
+
+    yield _spawn
+    for process in started:
+        process.kill()
