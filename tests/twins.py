@@ -55,9 +55,10 @@ def exchange(port: int, data: bytes, timeout: float = 5.0) -> Answer:
     with Conn(port, timeout) as c:
         client_port = str(c.sock.getsockname()[1])
         c.send(data)
-        r = c.read_response()
+        method = data.split(b" ", 1)[0].decode("latin-1")
+        r = c.read_response(method)
     answer = Answer(status=r.status, body=r.body)
-    if r.status == 200:
+    if r.status == 200 and method != "HEAD":
         env = json.loads(r.body)
         answer.keys = env.pop("__keys__")
         for key, value in env.items():
