@@ -1,12 +1,15 @@
 //! The engine's view of the options. Python's `maitre.options` owns the table,
 //! the defaults and the validation; this only reads the already-checked values.
 
+use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
+
+use crate::http::proxy::{HeaderSet, ProxyConfig, ProxyHeader, ALL_HEADERS};
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -27,6 +30,10 @@ pub struct Config {
     pub url_scheme: String,
     pub url_prefix: String,
     pub server_name: String,
+    /// `trusted_proxy*`, `clear_untrusted_proxy_headers`, `log_untrusted_proxy_headers`.
+    pub proxy: ProxyConfig,
+    /// Socket errors on connections logged at ERROR (else DEBUG), as waitress.
+    pub log_socket_errors: bool,
     /// One of several worker processes (`workers > 1`): `wsgi.multiprocess`.
     pub multiprocess: bool,
 }
@@ -82,6 +89,27 @@ impl Config {
             url_prefix: item(d, "url_prefix")?,
             server_name: item(d, "server_name")?,
             multiprocess: item::<usize>(d, "workers")? > 1,
+            proxy: proxy_config(d)?,
+            log_socket_errors: item(d, "log_socket_errors")?,
         })
     }
+}
+
+fn proxy_config(d: &Bound<'_, PyDict>) -> PyResult<ProxyConfig> {
+    let names: HashSet<String> = item(d, "trusted_proxy_headers")?;
+    let mut trusted = HeaderSet::EMPTY;
+    for name in &names {
+        let known = ALL_HEADERS.into_iter().find(|h| h.option_name() == name);
+        let h: ProxyHeader = known.ok_or_else(|| {
+            PyValueError::new_err(format!("trusted_proxy_headers: unknown header {name:?}"))
+        })?;
+        trusted.insert(h);
+    }
+    Ok(ProxyConfig {
+        trusted_proxy: item(d, "trusted_proxy")?,
+        count: item::<Option<usize>>(d, "trusted_proxy_count")?.unwrap_or(1),
+        trusted,
+        clear_untrusted: item(d, "clear_untrusted_proxy_headers")?,
+        log_untrusted: item(d, "log_untrusted_proxy_headers")?,
+    })
 }

@@ -97,8 +97,14 @@ impl Listeners {
             .listen
             .iter()
             .map(|&addr| {
-                Listener::bind(addr, cfg.backlog)
-                    .map_err(|e| PyOSError::new_err(format!("could not listen on {addr}: {e}")))
+                Listener::bind(addr, cfg.backlog).map_err(|e| {
+                    let text = format!("could not listen on {addr}: {e}");
+                    // OSError(errno, text) sets .errno: callers check EADDRINUSE.
+                    match e.raw_os_error() {
+                        Some(errno) => PyOSError::new_err((errno, text)),
+                        None => PyOSError::new_err(text),
+                    }
+                })
             })
             .collect::<PyResult<Vec<_>>>()?;
         let effective = sockets

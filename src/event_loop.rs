@@ -303,9 +303,11 @@ impl EventLoop {
                     return;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    log::debug!(target: "maitre", "accept failed: {e}");
+                // waitress warns of these with log_socket_errors.
+                Err(e) if self.cfg.log_socket_errors => {
+                    log::warn!(target: "maitre", "accept failed: {e}");
                 }
+                Err(e) => log::debug!(target: "maitre", "accept failed: {e}"),
             }
         }
     }

@@ -62,11 +62,13 @@ ENGINE_KEYS = {
     "cleanup_interval", "recv_bytes", "send_bytes", "max_request_header_size",
     "max_request_body_size", "inbuf_overflow", "outbuf_overflow", "outbuf_high_watermark",
     "ident", "expose_tracebacks", "url_scheme", "url_prefix", "server_name", "workers",
+    "trusted_proxy", "trusted_proxy_count", "trusted_proxy_headers",
+    "log_untrusted_proxy_headers", "clear_untrusted_proxy_headers", "log_socket_errors",
 }
 INT_ENGINE_KEYS = {
     "workers", "threads", "backlog", "connection_limit", "channel_timeout", "cleanup_interval",
     "recv_bytes", "send_bytes", "max_request_header_size", "max_request_body_size",
-    "inbuf_overflow", "outbuf_overflow", "outbuf_high_watermark",
+    "inbuf_overflow", "outbuf_overflow", "outbuf_high_watermark", "trusted_proxy_count",
 }
 
 HAS_IPV6 = socket.has_ipv6
@@ -117,16 +119,14 @@ def test_options_attributes_are_annotated():
 def test_support_levels():
     support = {o.name: o.support for o in OPTIONS}
     assert {n for n, s in support.items() if s is Support.NOOP} == {
-        "asyncore_loop_timeout", "asyncore_use_poll",
+        "asyncore_loop_timeout", "asyncore_use_poll", "channel_request_lookahead",
     }
     assert {n for n, s in support.items() if s is Support.ADDRESS} == {
         "host", "port", "ipv4", "ipv6",
     }
     assert {n for n, s in support.items() if s is Support.ENGINE} == ENGINE_KEYS
     assert {n for n, s in support.items() if s is Support.UNSUPPORTED} == {
-        "trusted_proxy", "trusted_proxy_count", "trusted_proxy_headers",
-        "log_untrusted_proxy_headers", "clear_untrusted_proxy_headers", "unix_socket",
-        "unix_socket_perms", "sockets", "channel_request_lookahead", "log_socket_errors",
+        "unix_socket", "unix_socket_perms", "sockets",
     }
 
 
@@ -146,11 +146,16 @@ def test_reference_markdown_lists_every_option():
 # --------------------------------------------------------------------------- defaults
 
 
+# What waitress's Adjustments() instance holds where it differs from the class default.
+WAITRESS_RESOLVED = {"trusted_proxy_count": 1}
+
+
 def test_defaults():
     o = Options()
     for name, expected in WAITRESS_DEFAULTS.items():
         if name == "listen":
             continue
+        expected = WAITRESS_RESOLVED.get(name, expected)
         assert getattr(o, name) == MAITRE_OVERRIDES.get(name, expected), name
     assert o.listen == [("0.0.0.0", 8080)]
 
@@ -227,6 +232,28 @@ def test_defaults_are_not_shared_between_instances():
         ("trusted_proxy_headers", "", set()),
         ("sockets", [], []),
         ("unix_socket", None, None),
+        # values a working waitress configuration can hold, with waitress's meaning
+        ("backlog", 0, 0),
+        ("backlog", "-5", 0),  # socket.listen() takes a negative backlog as 0
+        ("channel_timeout", 0, 0),
+        ("channel_timeout", -1, 0),
+        ("cleanup_interval", "0", 0),
+        ("max_request_body_size", -1, 0),  # waitress: every request body gets 413
+        ("inbuf_overflow", -1, 0),
+        ("outbuf_overflow", -1, 0),
+        ("send_bytes", 0, 0),
+        ("channel_request_lookahead", "5", 5),
+        ("channel_request_lookahead", -2, 0),
+        ("trusted_proxy_count", None, 1),
+        ("ident", 123, "123"),
+        ("ident", 0, None),
+        ("server_name", 1, "1"),
+        ("url_scheme", 5, "5"),
+        ("trusted_proxy", 0, None),
+        ("expose_tracebacks", 2, False),
+        ("expose_tracebacks", "maybe", False),
+        ("ipv6", "enabled", False),
+        ("log_socket_errors", "false", False),
     ],
 )
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -237,6 +264,16 @@ def test_coercion(name, given, expected):
     value = getattr(o, name)
     assert value == expected
     assert type(value) is type(expected)
+
+
+def test_word_waitress_reads_as_false_is_false_and_logged(caplog):
+    with caplog.at_level(logging.WARNING, logger="maitre"):
+        o = Options(expose_tracebacks="ture", ipv6="off", **local())
+    assert o.expose_tracebacks is False and o.ipv6 is False
+    messages = [r.getMessage() for r in caplog.records if r.name == "maitre"]
+    assert len(messages) == 1
+    assert "'ture' is not a boolean word" in messages[0]
+    assert "read as false, as waitress does" in messages[0]
 
 
 def test_url_prefix_and_ident_reach_engine_config():
@@ -259,23 +296,26 @@ def test_url_prefix_and_ident_reach_engine_config():
         ({"threads": True}, "threads must be a positive integer"),
         ({"threads": None}, "threads must be a positive integer"),
         ({"connection_limit": 0}, "connection_limit must be a positive integer"),
-        ({"backlog": "0"}, "backlog must be an integer from 1 to"),
-        ({"backlog": 2**31}, "backlog must be an integer from 1 to"),
+        ({"backlog": "many"}, "backlog must be an integer up to 2147483647"),
+        ({"backlog": 2**31}, "backlog must be an integer up to 2147483647"),
         ({"recv_bytes": 0}, "recv_bytes must be a positive integer"),
-        ({"channel_timeout": 0}, "channel_timeout must be a positive integer"),
-        ({"cleanup_interval": 0}, "cleanup_interval must be a positive integer"),
+        ({"channel_timeout": "2m"}, "channel_timeout must be an integer, got '2m'"),
+        ({"cleanup_interval": 1.5}, "cleanup_interval must be an integer"),
         ({"max_request_header_size": 0}, "max_request_header_size must be a positive integer"),
-        ({"max_request_body_size": -1}, "max_request_body_size must be a non-negative integer"),
-        ({"inbuf_overflow": "big"}, "inbuf_overflow must be a non-negative integer"),
+        ({"max_request_body_size": "1G"}, "max_request_body_size must be an integer"),
+        ({"inbuf_overflow": "big"}, "inbuf_overflow must be an integer"),
         ({"outbuf_high_watermark": -5}, "outbuf_high_watermark must be a non-negative integer"),
         ({"port": "http"}, "port must be an integer from 0 to 65535"),
         ({"port": 65536}, "port must be an integer from 0 to 65535"),
         ({"port": -1}, "port must be an integer from 0 to 65535"),
-        ({"expose_tracebacks": "maybe"}, "expose_tracebacks must be a boolean"),
-        ({"ipv6": 2}, "ipv6 must be a boolean"),
+        ({"trusted_proxy_count": -1, "trusted_proxy": "*"},
+         "trusted_proxy_count must be a non-negative integer"),
+        ({"asyncore_loop_timeout": -1}, "asyncore_loop_timeout must be a non-negative integer"),
+        ({"ident": ["x"]}, "ident must be a string"),
         ({"url_prefix": 5}, "url_prefix must be a string"),
         ({"url_scheme": None}, "url_scheme must be a string"),
-        ({"server_name": 1}, "server_name must be a string"),
+        ({"server_name": None}, "server_name must be a string"),
+        ({"url_scheme": b"https"}, "url_scheme must be a string"),
         ({"host": None}, "host must be a string"),
         ({"listen": 8080}, "listen must be"),
         ({"listen": [("127.0.0.1", 80)]}, "listen must be"),
@@ -334,13 +374,8 @@ def test_proxy_options_need_trusted_proxy():
 @pytest.mark.parametrize(
     "name, value",
     [
-        ("trusted_proxy", "127.0.0.1"),
-        ("log_untrusted_proxy_headers", True),
-        ("clear_untrusted_proxy_headers", "false"),
         ("unix_socket", "/tmp/maitre.sock"),
         ("unix_socket_perms", "660"),
-        ("channel_request_lookahead", 5),
-        ("log_socket_errors", "false"),
     ],
 )
 def test_unsupported_option_refused(name, value):
@@ -361,9 +396,30 @@ def test_unsupported_sockets_refused():
         sock.close()
 
 
-def test_unsupported_proxy_options_refused_with_trusted_proxy():
-    with pytest.raises(ValueError, match="does not support trusted_proxy"):
-        Options(trusted_proxy="*", trusted_proxy_headers="forwarded", **local())
+def test_proxy_options_as_waitress_resolves_them():
+    o = Options(trusted_proxy="*", trusted_proxy_headers="Forwarded", **local())
+    assert (o.trusted_proxy, o.trusted_proxy_count, o.trusted_proxy_headers) == (
+        "*", 1, {"forwarded"},
+    )
+    o = Options(
+        trusted_proxy="10.0.0.1", trusted_proxy_count="0",
+        trusted_proxy_headers=["x-forwarded-for x-forwarded-host", "X-Forwarded-Proto"],
+        **local(),
+    )
+    assert o.trusted_proxy_count == 0
+    assert o.trusted_proxy_headers == {"x-forwarded-for", "x-forwarded-host", "x-forwarded-proto"}
+    config = o.engine_config()
+    assert config["trusted_proxy"] == "10.0.0.1"
+    assert config["trusted_proxy_headers"] == o.trusted_proxy_headers
+
+
+def test_trusted_proxy_alone_trusts_x_forwarded_proto_with_a_warning():
+    with pytest.warns(DeprecationWarning, match="Implicitly trusting X-Forwarded-Proto"):
+        o = Options(trusted_proxy="127.0.0.1", **local())
+    assert o.trusted_proxy_headers == {"x-forwarded-proto"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Options(trusted_proxy="127.0.0.1", trusted_proxy_headers="x-forwarded-for", **local())
 
 
 def test_every_unsupported_option_is_refused_not_ignored():
@@ -540,6 +596,9 @@ def test_engine_config_carries_given_values():
         max_request_body_size=0, inbuf_overflow=1, outbuf_overflow=2,
         outbuf_high_watermark=3, expose_tracebacks="yes", url_scheme="https",
         url_prefix="/x/", server_name="srv", ident="me", workers="2",
+        trusted_proxy="10.0.0.1", trusted_proxy_count="2",
+        trusted_proxy_headers="x-forwarded-for", log_untrusted_proxy_headers="on",
+        clear_untrusted_proxy_headers="no", log_socket_errors="false",
     ).engine_config()
     assert config == {
         "listen": [("127.0.0.1", 0)], "threads": 7, "backlog": 10, "connection_limit": 3,
@@ -547,7 +606,9 @@ def test_engine_config_carries_given_values():
         "max_request_header_size": 4096, "max_request_body_size": 0, "inbuf_overflow": 1,
         "outbuf_overflow": 2, "outbuf_high_watermark": 3, "expose_tracebacks": True,
         "url_scheme": "https", "url_prefix": "/x", "server_name": "srv", "ident": "me",
-        "workers": 2,
+        "workers": 2, "trusted_proxy": "10.0.0.1", "trusted_proxy_count": 2,
+        "trusted_proxy_headers": {"x-forwarded-for"}, "log_untrusted_proxy_headers": True,
+        "clear_untrusted_proxy_headers": False, "log_socket_errors": False,
     }
 
 

@@ -75,6 +75,10 @@ class _Converter:
 
 
 class _Boolean(_Converter):
+    """waitress's ``asbool``: true for the words in ``_TRUE_WORDS``, false for anything
+    else.  A value that is neither a true nor a false word is logged, since it is most
+    likely a typo, but it still means false, as in waitress."""
+
     metavar = ""
 
     def __call__(self, value: Any) -> bool:
@@ -82,26 +86,30 @@ class _Boolean(_Converter):
             return False
         if isinstance(value, bool):
             return value
-        if isinstance(value, int) and value in (0, 1):
-            return bool(value)
-        if isinstance(value, str):
-            word = value.strip().lower()
-            if word in _TRUE_WORDS:
-                return True
-            if word in _FALSE_WORDS:
-                return False
-        raise _BadValue("a boolean (true/false, yes/no, on/off, 1/0, t/f, y/n)")
+        word = str(value).strip().lower()
+        if word in _TRUE_WORDS:
+            return True
+        if word not in _FALSE_WORDS:
+            logger.warning(
+                "%r is not a boolean word (true/false, yes/no, on/off, 1/0, t/f, y/n); "
+                "read as false, as waitress does", value,
+            )
+        return False
 
 
 class _Integer(_Converter):
     metavar = "INT"
 
     def __init__(
-        self, minimum: Optional[int] = None, maximum: Optional[int] = None, metavar: str = "INT"
+        self, minimum: Optional[int] = None, maximum: Optional[int] = None, metavar: str = "INT",
+        floor: Optional[int] = None,
     ) -> None:
         self.minimum = minimum
         self.metavar = metavar
         self.maximum = maximum
+        # Values below ``floor`` mean what ``floor`` means in waitress (a negative
+        # backlog is listen(0), a negative timeout expires at once...): raised to it.
+        self.floor = floor
         if minimum is not None and maximum is not None:
             self.allowed = f"an integer from {minimum} to {maximum}"
         elif minimum == 1:
@@ -110,6 +118,8 @@ class _Integer(_Converter):
             self.allowed = "a non-negative integer"
         elif minimum is not None:
             self.allowed = f"an integer >= {minimum}"
+        elif maximum is not None:
+            self.allowed = f"an integer up to {maximum}"
         else:
             self.allowed = "an integer"
 
@@ -129,6 +139,8 @@ class _Integer(_Converter):
             raise _BadValue(self.allowed)
         if self.maximum is not None and number > self.maximum:
             raise _BadValue(self.allowed)
+        if self.floor is not None:
+            number = max(number, self.floor)
         return number
 
 
@@ -153,21 +165,24 @@ class _Text(_Converter):
             return None
         if isinstance(value, str):
             return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)  # waitress applies str()
         raise _BadValue("a string")
 
 
 class _TextOrNone(_Converter):
     """A string, where an empty value means "none" (waitress's ``str_iftruthy``)."""
 
-
     def __init__(self, metavar: str = "STR") -> None:
         self.metavar = metavar
 
     def __call__(self, value: Any) -> Optional[str]:
-        if value is None or value == "" or value is False:
+        if not value:
             return None
         if isinstance(value, str):
             return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)  # waitress: ident=123 sends "Server: 123"
         raise _BadValue("a string")
 
 
@@ -367,29 +382,31 @@ OPTIONS: Tuple[Option, ...] = (
     Option(
         "trusted_proxy", _TextOrNone("ADDR"), None,
         "Address of the proxy whose forwarding headers are believed ('*' for any).",
-        _U, "Proxy",
+        _E, "Proxy",
     ),
     Option(
-        "trusted_proxy_count", _OptionalInteger(minimum=1), None,
-        "How many proxies in a chain are trusted (default 1 once trusted_proxy is set).",
-        _U, "Proxy",
+        "trusted_proxy_count", _OptionalInteger(minimum=0), None,
+        "How many proxies of a chain are trusted (X-Forwarded-For, Forwarded): the client "
+        "address is taken that many hops from the end. Default 1 once trusted_proxy is "
+        "set; 0 trusts the whole chain.",
+        _E, "Proxy",
     ),
     Option(
         "trusted_proxy_headers", _ProxyHeaders(), set(),
         "Which forwarding headers the trusted proxy may set: 'forwarded', or some of "
         "x-forwarded-for, x-forwarded-host, x-forwarded-proto, x-forwarded-port, "
         "x-forwarded-by.",
-        _U, "Proxy",
+        _E, "Proxy",
     ),
     Option(
         "log_untrusted_proxy_headers", _BOOL, False,
         "Log a warning when a request carries proxy headers that are not trusted.",
-        _U, "Proxy",
+        _E, "Proxy",
     ),
     Option(
         "clear_untrusted_proxy_headers", _BOOL, True,
         "Remove untrusted proxy headers from the environ before the application sees it.",
-        _U, "Proxy",
+        _E, "Proxy",
     ),
     Option(
         "url_scheme", _Text(), "http",
@@ -403,8 +420,9 @@ OPTIONS: Tuple[Option, ...] = (
         _E,
     ),
     Option(
-        "backlog", _Integer(minimum=1, maximum=2**31 - 1), 1024,
-        "Length of the kernel queue of connections not yet accepted (listen(2) backlog).",
+        "backlog", _Integer(maximum=2**31 - 1, floor=0), 1024,
+        "Length of the kernel queue of connections not yet accepted (listen(2) backlog); "
+        "below 0 means 0, as with Python's socket.listen().",
         _E, "Tuning",
     ),
     Option(
@@ -413,12 +431,12 @@ OPTIONS: Tuple[Option, ...] = (
         _E, "Tuning",
     ),
     Option(
-        "send_bytes", _POSITIVE, 1,
+        "send_bytes", _Integer(), 1,
         "Deprecated in waitress: bytes buffered before a socket write is attempted.",
         _E, "Tuning",
     ),
     Option(
-        "outbuf_overflow", _NON_NEGATIVE, 1048576,
+        "outbuf_overflow", _Integer(floor=0), 1048576,
         "Pending response bytes beyond which output is spooled to a temporary file (1 MB).",
         _E, "Tuning",
     ),
@@ -429,7 +447,7 @@ OPTIONS: Tuple[Option, ...] = (
         _E, "Tuning",
     ),
     Option(
-        "inbuf_overflow", _NON_NEGATIVE, 524288,
+        "inbuf_overflow", _Integer(floor=0), 524288,
         "Request body bytes beyond which the body is spooled to a temporary file (512 KB).",
         _E, "Tuning",
     ),
@@ -439,19 +457,22 @@ OPTIONS: Tuple[Option, ...] = (
         _E, "Tuning",
     ),
     Option(
-        "cleanup_interval", _POSITIVE, 30,
-        "Seconds between sweeps that close idle connections (see channel_timeout).",
+        "cleanup_interval", _Integer(floor=0), 30,
+        "Seconds between sweeps that close idle connections (see channel_timeout); 0 or "
+        "less sweeps as often as maitre allows (every 100 ms).",
         _E, "Tuning",
     ),
     Option(
-        "channel_timeout", _POSITIVE, 120,
-        "Seconds a connection may stay idle (nothing received or sent) before it is closed.",
+        "channel_timeout", _Integer(floor=0), 120,
+        "Seconds a connection may stay idle (nothing received or sent) before it is closed; "
+        "0 closes each idle connection at the next sweep.",
         _E, "Tuning",
     ),
     Option(
         "log_socket_errors", _BOOL, True,
-        "Log errors such as a client disconnecting before its response was sent.",
-        _U, "Tuning",
+        "Log socket errors (such as a client resetting the connection) at ERROR, as "
+        "waitress does; when false they are logged at DEBUG only.",
+        _E, "Tuning",
     ),
     Option(
         "max_request_header_size", _POSITIVE, 262144,
@@ -459,8 +480,9 @@ OPTIONS: Tuple[Option, ...] = (
         _E, "Tuning",
     ),
     Option(
-        "max_request_body_size", _NON_NEGATIVE, 1073741824,
-        "Largest request body, in bytes (1 GB); larger gets 413.",
+        "max_request_body_size", _Integer(floor=0), 1073741824,
+        "Largest request body, in bytes (1 GB); larger gets 413. 0 (or less) refuses "
+        "every request body.",
         _E, "Tuning",
     ),
     Option(
@@ -500,10 +522,10 @@ OPTIONS: Tuple[Option, ...] = (
         _U, cli=False,
     ),
     Option(
-        "channel_request_lookahead", _NON_NEGATIVE, 0,
-        "Requests read ahead on a connection while one is running (lets a client "
-        "disconnect be noticed).",
-        _U, "Tuning",
+        "channel_request_lookahead", _Integer(floor=0), 0,
+        "waitress reads this many pipelined requests ahead while one runs. Accepted; "
+        "maitre reads no request ahead of the app, so the value has no effect.",
+        _N, "Tuning",
     ),
     Option(
         "server_name", _Text(), "maitre.invalid",
@@ -692,7 +714,7 @@ class Options:
         ignored = [name for name in kw if OPTIONS_BY_NAME[name].support is Support.NOOP]
         if ignored:
             logger.debug(
-                "%s: these tune waitress's own asyncore loop; maitre ignores them",
+                "%s: these tune waitress's own loop and have no effect in maitre",
                 ", ".join(sorted(ignored)),
             )
 
@@ -705,10 +727,22 @@ class Options:
         )
 
     def _check_proxy_options(self) -> None:
+        """waitress's rules for the proxy options, with its defaults filled in."""
         if self.trusted_proxy_count is not None and self.trusted_proxy is None:
             raise ValueError("trusted_proxy_count has no meaning without trusted_proxy")
+        if self.trusted_proxy_count is None:
+            self.trusted_proxy_count = 1
         if self.trusted_proxy_headers and self.trusted_proxy is None:
             raise ValueError("trusted_proxy_headers has no meaning without trusted_proxy")
+        if self.trusted_proxy is not None and not self.trusted_proxy_headers:
+            warnings.warn(
+                "No proxy headers were marked as trusted, but trusted_proxy was set. "
+                "Implicitly trusting X-Forwarded-Proto for backwards compatibility "
+                "(as waitress does); set trusted_proxy_headers to say which to trust.",
+                DeprecationWarning,
+                stacklevel=3,
+            )
+            self.trusted_proxy_headers = {"x-forwarded-proto"}
 
     def _refuse_unsupported(self) -> None:
         for option in OPTIONS:

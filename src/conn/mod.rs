@@ -20,6 +20,7 @@ use crate::http::body::{BodyDecoder, BodyReader, Spool};
 use crate::http::parse::{parse_head, BodyFraming, RequestHead};
 use crate::http::response::{simple_response, CONTINUE};
 use crate::http::{RequestError, Version};
+use crate::net::socket_error;
 use crate::stats::{incr, Stats};
 use crate::workers::queue::JobSender;
 use crate::workers::{Completion, Job, JobBody, Kind, Piece};
@@ -407,7 +408,7 @@ impl Conn {
             Ok(0) => {}
             Ok(_) => self.last_activity = ctx.now,
             Err(e) => {
-                log::debug!(target: "maitre", "writing to {} failed: {e}", self.peer);
+                socket_error(ctx.cfg, "writing to", self.peer, &e);
                 return Next::Close;
             }
         }
@@ -469,7 +470,12 @@ impl Conn {
     fn drive(&mut self, ctx: &mut Ctx) -> Next {
         loop {
             let held_back = self.held_back(ctx.cfg);
-            if self.read_and_advance(ctx).is_err() || self.flush(ctx.cfg, ctx.now).is_err() {
+            if let Err(e) = self.read_and_advance(ctx) {
+                socket_error(ctx.cfg, "reading from", self.peer, &e);
+                return Next::Close;
+            }
+            if let Err(e) = self.flush(ctx.cfg, ctx.now) {
+                socket_error(ctx.cfg, "writing to", self.peer, &e);
                 return Next::Close;
             }
             // Output drained below the watermark: requests held back go on.
@@ -794,6 +800,8 @@ mod tests {
             url_prefix: String::new(),
             server_name: "x".into(),
             multiprocess: false,
+            proxy: Default::default(),
+            log_socket_errors: true,
         }
     }
 

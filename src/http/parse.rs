@@ -145,6 +145,11 @@ pub fn parse_head(
     let (Some(method), Some(path)) = (req.method, req.path) else {
         return Err(RequestError::BadRequest("malformed request line"));
     };
+    if method.bytes().any(|b| b.is_ascii_lowercase()) {
+        // Methods are case-sensitive, and every registered one is upper
+        // case: `get` is no GET. waitress refuses it (nginx drops it); so do we.
+        return Err(RequestError::BadRequest("malformed HTTP method"));
+    }
     let mut owned = Vec::with_capacity(len + ENTRY * req.headers.len());
     owned.extend_from_slice(&buf[..len]);
     let span = |part: &[u8]| Span::within(&buf[..len], part);
@@ -332,6 +337,14 @@ mod tests {
     }
 
     #[test]
+    fn methods_are_tokens_in_upper_case() {
+        for method in ["PROPFIND", "M-SEARCH", "PURGE", "X_1"] {
+            let h = ok(&format!("{method} / HTTP/1.1\r\nHost: x\r\n\r\n"));
+            assert_eq!(h.method(), method.as_bytes());
+        }
+    }
+
+    #[test]
     fn partial_needs_more() {
         assert!(parse("GET / HTTP/1.1\r\nHost: x\r\n").unwrap().is_none());
     }
@@ -380,6 +393,9 @@ mod tests {
             "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
             "GARBAGE\r\n\r\n",
             "GET / HTTP/2.0\r\n\r\n",
+            "get / HTTP/1.1\r\nHost: x\r\n\r\n",
+            "Get / HTTP/1.1\r\nHost: x\r\n\r\n",
+            "M-search * HTTP/1.1\r\nHost: x\r\n\r\n",
         ] {
             assert!(
                 matches!(bad(req), RequestError::BadRequest(_)),

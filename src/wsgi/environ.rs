@@ -7,15 +7,18 @@ use std::cell::RefCell;
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyString};
+use pyo3::types::{PyBytes, PyDict, PyString};
 use pyo3::{ffi, intern};
 
 use crate::config::Config;
 use crate::http::parse::RequestHead;
+use crate::http::proxy::{self, Forwarding, HeaderSet, ProxyError, ProxyHeader};
 use crate::http::{decimal, Version};
 
 use super::input::InputStream;
+use super::start_response::StartResponse;
 use super::WsgiContext;
 
 /// Bytes to a Python str, one code point per byte (latin-1), by CPython's
@@ -38,22 +41,36 @@ pub fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyStrin
     Ok(obj.cast_into::<PyString>()?)
 }
 
-/// Splits a request target into (path, query): origin form, absolute form
-/// (`http://host/path`), or anything else (`*`) as it is.
+/// Splits a request target into (path, query), as waitress does: the
+/// fragment (`#...`, which clients should not send) is dropped first; then
+/// origin form, absolute form (`http://host/path`, whose path may be empty),
+/// or anything else (`*`) as it is.
 pub fn split_target(target: &[u8]) -> (&[u8], &[u8]) {
-    let mut path = target;
+    let mut path = match target.iter().position(|&b| b == b'#') {
+        Some(i) => &target[..i],
+        None => target,
+    };
     if !path.starts_with(b"/") {
         if let Some(i) = path.windows(3).position(|w| w == b"://") {
             let after = &path[i + 3..];
             path = match after.iter().position(|&b| b == b'/' || b == b'?') {
                 Some(j) => &after[j..],
-                None => b"/",
+                None => b"",
             };
         }
     }
     match path.iter().position(|&b| b == b'?') {
         Some(i) => (&path[..i], &path[i + 1..]),
         None => (path, b""),
+    }
+}
+
+/// Leading slashes collapse to one (`//a` is `/a`), as in waitress.
+pub fn collapse_leading_slashes(path: &[u8]) -> &[u8] {
+    match path.iter().position(|&b| b != b'/') {
+        _ if !path.starts_with(b"//") => path,
+        Some(i) => &path[i - 1..],
+        None => b"/",
     }
 }
 
@@ -265,10 +282,11 @@ fn method<'py>(py: Python<'py>, method: &[u8]) -> PyResult<Bound<'py, PyString>>
 
 /// The keys `build` sets on every request (`WsgiContext` gives the base
 /// environ a placeholder for each).
-pub const PER_REQUEST_KEYS: [&str; 10] = [
+pub const PER_REQUEST_KEYS: [&str; 11] = [
     "REQUEST_METHOD",
     "PATH_INFO",
     "QUERY_STRING",
+    "REQUEST_URI",
     "SERVER_PROTOCOL",
     "SERVER_PORT",
     "REMOTE_ADDR",
@@ -287,22 +305,98 @@ pub struct RequestMeta<'a> {
     pub content_length: Option<u64>,
 }
 
+/// What the app is called with, or what is answered instead.
+pub enum Built<'py> {
+    Environ(Bound<'py, PyDict>),
+    /// A trusted proxy sent this header malformed: 400, as waitress answers.
+    BadProxyHeader(&'static str),
+}
+
+/// A trusted proxy's headers, read for a request from it; `None` from any
+/// other peer, and at no cost when no proxy is configured.
+fn forwarding(
+    cfg: &Config,
+    meta: &RequestMeta,
+) -> PyResult<Result<Option<Forwarding>, &'static str>> {
+    let proxy = &cfg.proxy;
+    if proxy.trusted_proxy.is_none() {
+        return Ok(Ok(None));
+    }
+    let peer = ip_text(meta.peer.ip(), &mut [0; 64]).to_vec();
+    if !proxy.trusts(&peer) {
+        return Ok(Ok(None));
+    }
+    let values = proxy::Values::collect(meta.head.header_pairs());
+    let mut warn_unknown = |token: &[u8]| {
+        log::warn!(target: "maitre", "Unknown Forwarded token: {}", Latin1(token));
+    };
+    match proxy::forwarding(&values, proxy, cfg.url_scheme.as_bytes(), &mut warn_unknown) {
+        Ok(f) => Ok(Ok(Some(f))),
+        Err(ProxyError::Malformed {
+            header,
+            reason,
+            value,
+        }) => {
+            log::warn!(
+                target: "maitre",
+                "Malformed proxy header \"{header}\" from \"{}\": {reason} value: {}",
+                Latin1(&peer),
+                Latin1(&value)
+            );
+            Ok(Err(header))
+        }
+        // waitress fails here with an IndexError: the app's 500.
+        Err(ProxyError::EmptyAddress) => Err(PyValueError::new_err(
+            "a trusted proxy forwarded an empty client address",
+        )),
+    }
+}
+
+/// Bytes shown as latin-1 text in a log line.
+struct Latin1<'a>(&'a [u8]);
+
+impl std::fmt::Display for Latin1<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0
+            .iter()
+            .try_for_each(|&b| write!(f, "{}", char::from(b)))
+    }
+}
+
 pub fn build<'py>(
     py: Python<'py>,
     ctx: &WsgiContext,
     cfg: &Config,
     meta: &RequestMeta,
     input: &Bound<'py, InputStream>,
-) -> PyResult<Bound<'py, PyDict>> {
+) -> PyResult<Built<'py>> {
+    let forwarded = match forwarding(cfg, meta)? {
+        Ok(f) => f,
+        Err(header) => return Ok(Built::BadProxyHeader(header)),
+    };
+    // The proxy headers the app does not see: all of them unless a trusted
+    // proxy vouched for some, as waitress clears them by default.
+    let hidden = match (&forwarded, cfg.proxy.clear_untrusted) {
+        (_, false) => HeaderSet::EMPTY,
+        (Some(f), true) => f.untrusted,
+        (None, true) => HeaderSet::ALL,
+    };
     let env = ctx.base_environ.bind(py).copy()?;
     let head = meta.head;
-    let (path, query) = split_target(head.target());
+    let target = head.target();
+    let (path, query) = split_target(target);
     let path = percent_decode(path);
+    let path = strip_prefix(collapse_leading_slashes(&path), &cfg.url_prefix);
     env.set_item(intern!(py, "REQUEST_METHOD"), method(py, head.method())?)?;
-    env.set_item(
-        intern!(py, "PATH_INFO"),
-        latin1(py, strip_prefix(&path, &cfg.url_prefix))?,
-    )?;
+    let path_info = latin1(py, path)?;
+    // Usually the target is the path as it is: one string serves both keys.
+    let request_uri = if path == target {
+        path_info.clone()
+    } else {
+        latin1(py, target)?
+    };
+    env.set_item(intern!(py, "PATH_INFO"), path_info)?;
+    env.set_item(intern!(py, "REQUEST_URI"), request_uri)?;
     env.set_item(intern!(py, "QUERY_STRING"), latin1(py, query)?)?;
     let protocol = match head.version {
         Version::Http10 => intern!(py, "HTTP/1.0"),
@@ -314,12 +408,22 @@ pub fn build<'py>(
     env.set_item(intern!(py, "REMOTE_ADDR"), &ip)?;
     env.set_item(intern!(py, "REMOTE_HOST"), ip)?;
     env.set_item(intern!(py, "REMOTE_PORT"), port)?;
+    let mut removed = HeaderSet::EMPTY;
     for (name, value) in head.header_pairs() {
         if meta.content_length.is_some()
             && (name.eq_ignore_ascii_case(b"content-length")
                 || name.eq_ignore_ascii_case(b"transfer-encoding"))
         {
             continue;
+        }
+        if let Some(h) = ProxyHeader::of(name) {
+            if hidden.contains(h) {
+                removed.insert(h);
+                continue;
+            }
+            if forwarded.as_ref().is_some_and(|f| f.rewritten(h).is_some()) {
+                continue; // set below, cut to the trusted hops
+            }
         }
         let Some(key) = ctx.header_keys.key(py, name) else {
             continue;
@@ -333,6 +437,17 @@ pub fn build<'py>(
             None => env.set_item(key, latin1(py, value)?)?,
         }
     }
+    if let Some(f) = &forwarded {
+        apply_forwarding(py, &env, f)?;
+    }
+    if !removed.is_empty() && cfg.proxy.log_untrusted {
+        let names: Vec<&str> = removed.iter().map(ProxyHeader::title).collect();
+        log::warn!(
+            target: "maitre",
+            "Removed untrusted headers ({}). maitre recommends these be removed upstream.",
+            names.join(", ")
+        );
+    }
     if let Some(n) = meta.content_length {
         env.set_item(intern!(py, "CONTENT_LENGTH"), n.to_string())?;
     }
@@ -341,7 +456,48 @@ pub fn build<'py>(
         intern!(py, "wsgi.errors"),
         ctx.sys.bind(py).getattr(intern!(py, "stderr"))?,
     )?;
-    Ok(env)
+    Ok(Built::Environ(env))
+}
+
+/// Writes what a trusted proxy's headers changed into the environ.
+fn apply_forwarding(py: Python<'_>, env: &Bound<'_, PyDict>, f: &Forwarding) -> PyResult<()> {
+    for (h, value) in &f.rewritten {
+        env.set_item(h.environ_key(), latin1(py, value)?)?;
+    }
+    let keys: [(&[&str], &Option<Vec<u8>>); 6] = [
+        (&["wsgi.url_scheme"], &f.url_scheme),
+        (&["HTTP_HOST"], &f.http_host),
+        (&["SERVER_NAME"], &f.server_name),
+        (&["SERVER_PORT"], &f.server_port),
+        (&["REMOTE_ADDR", "REMOTE_HOST"], &f.remote_addr),
+        (&["REMOTE_PORT"], &f.remote_port),
+    ];
+    for (names, value) in keys {
+        if let Some(value) = value {
+            let value = latin1(py, value)?;
+            for &name in names {
+                env.set_item(name, &value)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Answers a malformed proxy header as waitress does, without the app.
+pub fn bad_proxy_header(
+    py: Python<'_>,
+    responder: &Bound<'_, StartResponse>,
+    header: &str,
+) -> PyResult<()> {
+    let body =
+        format!("Bad Request\r\n\r\nHeader \"{header}\" malformed.\r\n\r\n(generated by maitre)");
+    responder.call1((
+        "400 Bad Request",
+        vec![("Content-Type", "text/plain; charset=utf-8")],
+    ))?;
+    responder
+        .try_borrow_mut()?
+        .send_all(&[PyBytes::new(py, body.as_bytes())])
 }
 
 #[cfg(test)]
@@ -353,8 +509,23 @@ mod tests {
         assert_eq!(split_target(b"/a/b?x=1&y"), (&b"/a/b"[..], &b"x=1&y"[..]));
         assert_eq!(split_target(b"/a"), (&b"/a"[..], &b""[..]));
         assert_eq!(split_target(b"http://h:1/p?q"), (&b"/p"[..], &b"q"[..]));
-        assert_eq!(split_target(b"http://h"), (&b"/"[..], &b""[..]));
+        assert_eq!(split_target(b"http://h"), (&b""[..], &b""[..]));
+        assert_eq!(split_target(b"http://h?q"), (&b""[..], &b"q"[..]));
         assert_eq!(split_target(b"*"), (&b"*"[..], &b""[..]));
+        // The fragment goes first, even before a `?` inside it.
+        assert_eq!(split_target(b"/a#f?x"), (&b"/a"[..], &b""[..]));
+        assert_eq!(split_target(b"/a?q#f"), (&b"/a"[..], &b"q"[..]));
+        assert_eq!(split_target(b"http://h/p#f"), (&b"/p"[..], &b""[..]));
+        assert_eq!(split_target(b"#f"), (&b""[..], &b""[..]));
+    }
+
+    #[test]
+    fn leading_slashes() {
+        assert_eq!(collapse_leading_slashes(b"//a//b"), b"/a//b");
+        assert_eq!(collapse_leading_slashes(b"///"), b"/");
+        assert_eq!(collapse_leading_slashes(b"/a"), b"/a");
+        assert_eq!(collapse_leading_slashes(b""), b"");
+        assert_eq!(collapse_leading_slashes(b"*"), b"*");
     }
 
     #[test]

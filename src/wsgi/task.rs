@@ -17,7 +17,7 @@ use crate::stats::{decr, incr};
 use crate::workers::pool::WorkerShared;
 use crate::workers::{Completion, Job, JobBody, Kind, Pieces};
 
-use super::environ::{self, RequestMeta};
+use super::environ::{self, Built, RequestMeta};
 use super::file_wrapper::FileWrapper;
 use super::input::InputStream;
 use super::start_response::StartResponse;
@@ -106,8 +106,11 @@ impl<'a, 'py> Task<'a, 'py> {
             content_length,
         };
         incr(&shared.stats.requests_in_app);
-        let outcome = environ::build(py, ctx, &shared.cfg, &meta, &input)
-            .and_then(|env| call_app(py, app, env, &responder));
+        let outcome =
+            environ::build(py, ctx, &shared.cfg, &meta, &input).and_then(|built| match built {
+                Built::Environ(env) => call_app(py, app, env, &responder),
+                Built::BadProxyHeader(header) => environ::bad_proxy_header(py, &responder, header),
+            });
         decr(&shared.stats.requests_in_app);
         if let Err(err) = outcome {
             incr(&shared.stats.app_errors);
