@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import subprocess
@@ -103,6 +104,21 @@ def serve():
         if r.errors:
             problems.append(f"server on port {r.port}: run() raised {r.errors!r}")
     assert not problems, "; ".join(problems)
+
+
+def alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie nobody reaped counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
 
 
 SERVING_ON = re.compile(r"Serving on http://\S+:(\d+)")

@@ -24,7 +24,7 @@ import pytest
 
 import maitre
 from maitre._maitre import Engine, Listeners
-from conftest import HOST, Conn, get
+from conftest import HOST, Conn, alive, get
 
 posix_only = pytest.mark.skipif(not hasattr(os, "fork"), reason="signals and fork are POSIX")
 
@@ -70,21 +70,6 @@ SCRIPT = textwrap.dedent(
     sys.stderr.flush()
     """
 )
-
-
-def alive(pid: int) -> bool:
-    """True while ``pid`` runs (a zombie nobody reaped counts as gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-    except OSError:  # no /proc
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
 
 
 def in_group(pid: int, pgid: int) -> bool:

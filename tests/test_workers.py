@@ -15,6 +15,8 @@ import time
 
 import pytest
 
+from conftest import alive
+
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="worker processes need fork")
 
 SCRIPT = textwrap.dedent(
@@ -42,21 +44,6 @@ def get(port: int) -> dict:
     data = json.loads(r.read())
     c.close()
     return data
-
-
-def alive(pid: int) -> bool:
-    """True while ``pid`` runs (a zombie nobody reaped counts as gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-    except OSError:  # no /proc
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
 
 
 @pytest.fixture
