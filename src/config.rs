@@ -18,6 +18,9 @@ pub struct Config {
     pub backlog: i32,
     pub connection_limit: usize,
     pub channel_timeout: Duration,
+    /// How long a client has to send a request head, or to start a body the
+    /// app asked for (see `Conn::deadline`).
+    pub header_timeout: Duration,
     pub cleanup_interval: Duration,
     pub recv_bytes: usize,
     pub max_request_header_size: usize,
@@ -76,6 +79,7 @@ impl Config {
             backlog: item(d, "backlog")?,
             connection_limit: item(d, "connection_limit")?,
             channel_timeout: secs("channel_timeout")?,
+            header_timeout: secs("header_timeout")?,
             cleanup_interval: secs("cleanup_interval")?.max(Duration::from_millis(100)),
             recv_bytes: item::<usize>(d, "recv_bytes")?.max(1),
             max_request_header_size: item(d, "max_request_header_size")?,

@@ -25,6 +25,12 @@ fn drain_deadline(cfg: &Config) -> Duration {
     cfg.channel_timeout.max(Duration::from_secs(1))
 }
 
+/// How often deadlines are looked at: often enough for header_timeout to hold
+/// within a quarter of itself, at most once per 100 ms.
+fn deadline_sweep(cfg: &Config) -> Duration {
+    (cfg.header_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(1))
+}
+
 /// Connections by token; a slot's generation changes on every reuse.
 #[derive(Default)]
 struct Slab {
@@ -101,6 +107,8 @@ pub struct EventLoop {
     lingering: Vec<ConnId>,
     stopping_since: Option<Instant>,
     next_cleanup: Instant,
+    /// When connections' `deadline`s are next looked at (see `deadline_sweep`).
+    next_deadline_sweep: Instant,
     /// Read once per wake-up (see `Ctx::now`).
     now: Instant,
 }
@@ -128,6 +136,7 @@ impl EventLoop {
             )?;
         }
         let next_cleanup = Instant::now() + cfg.cleanup_interval;
+        let next_deadline_sweep = Instant::now() + deadline_sweep(&cfg);
         Ok(EventLoop {
             poll,
             listeners,
@@ -144,6 +153,7 @@ impl EventLoop {
             lingering: Vec::new(),
             stopping_since: None,
             next_cleanup,
+            next_deadline_sweep,
             now: Instant::now(),
         })
     }
@@ -209,7 +219,10 @@ impl EventLoop {
 
     fn poll_timeout(&self) -> Duration {
         let now = Instant::now();
-        let mut timeout = self.next_cleanup.saturating_duration_since(now);
+        let mut timeout = self
+            .next_cleanup
+            .min(self.next_deadline_sweep)
+            .saturating_duration_since(now);
         if !self.lingering.is_empty() || self.stopping_since.is_some() {
             timeout = timeout.min(Duration::from_millis(100));
         }
@@ -382,6 +395,21 @@ impl EventLoop {
             self.lingering.retain(|id| !done.contains(id));
             for id in done {
                 self.close(id);
+            }
+        }
+        if now >= self.next_deadline_sweep {
+            self.next_deadline_sweep = now + deadline_sweep(&self.cfg);
+            let missed: Vec<ConnId> = self
+                .conns
+                .entries
+                .iter()
+                .flatten()
+                .filter(|c| c.deadline.is_some_and(|d| now >= d))
+                .map(|c| c.id)
+                .collect();
+            for id in missed {
+                log::debug!(target: "maitre", "a client missed header_timeout ({:?})", self.cfg.header_timeout);
+                self.with_conn(id, |conn, ctx| conn.on_deadline(ctx));
             }
         }
         if now < self.next_cleanup {

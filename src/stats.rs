@@ -8,6 +8,8 @@ pub struct Stats {
     pub connections_accepted: AtomicU64,
     pub connections_open: AtomicU64,
     pub connection_limit_pauses: AtomicU64,
+    /// Closed for not sending a request head (or a body asked for) within header_timeout.
+    pub connections_header_timeout: AtomicU64,
     pub requests: AtomicU64,
     pub requests_rejected: AtomicU64,
     pub requests_in_queue: AtomicU64,
@@ -26,6 +28,10 @@ impl Stats {
             (
                 "connection_limit_pauses",
                 self.connection_limit_pauses.load(Relaxed),
+            ),
+            (
+                "connections_header_timeout",
+                self.connections_header_timeout.load(Relaxed),
             ),
             ("requests", self.requests.load(Relaxed)),
             ("requests_rejected", self.requests_rejected.load(Relaxed)),

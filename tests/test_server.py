@@ -450,7 +450,7 @@ def test_stats_count_connections_and_requests(serve):
     stats = s.server.stats()
     assert stats == {
         "connections_accepted": 0, "connections_open": 0, "connection_limit_pauses": 0,
-        "requests": 0, "requests_rejected": 0, "requests_in_queue": 0,
+        "connections_header_timeout": 0, "requests": 0, "requests_rejected": 0, "requests_in_queue": 0,
         "requests_in_app": 0, "app_errors": 0,
     }
     for _ in range(2):

@@ -541,6 +541,15 @@ OPTIONS: Tuple[Option, ...] = (
         "them and replaces one that dies. Needs os.fork (not on Windows).",
         _E, "Tuning",
     ),
+    Option(
+        "header_timeout", _POSITIVE, 10,
+        "maitre only: seconds a client has to send a whole request head (counted from "
+        "accept, or from the first byte of a later request on a kept-alive connection), "
+        "and to start sending a body the application asked for with 100 Continue; "
+        "then the connection closes (408 where a response is still possible). A thread "
+        "never waits longer than this for a body that does not come.",
+        _E, "Tuning",
+    ),
 )
 
 OPTIONS_BY_NAME: Dict[str, Option] = {option.name: option for option in OPTIONS}
@@ -677,6 +686,7 @@ class Options:
     channel_request_lookahead: int
     server_name: str
     workers: int
+    header_timeout: int
 
     def __init__(self, **kw: Any) -> None:
         """Convert and validate ``kw``; see the class docstring."""

@@ -296,6 +296,11 @@ pub struct Conn {
     pub server_port: u16,
     pub shared: Arc<ConnShared>,
     pub last_activity: Instant,
+    /// By when the client must have sent a whole request head (from accept,
+    /// or from the first byte of a later request), or the first byte of a
+    /// body the app asked for: `header_timeout` after those points, so
+    /// neither a slow client nor a thread waiting on one is held longer.
+    pub deadline: Option<Instant>,
     /// The request now (or last) in flight; see `RequestId`.
     seq: u32,
     inbuf: Vec<u8>,
@@ -328,6 +333,7 @@ impl Conn {
             server_port,
             shared: Arc::new(ConnShared::new()),
             last_activity: Instant::now(),
+            deadline: Some(Instant::now() + cfg.header_timeout),
             seq: 0,
             inbuf: Vec::new(),
             phase: Phase::Head,
@@ -422,6 +428,7 @@ impl Conn {
                 } = &mut self.phase
                 {
                     *requested = true;
+                    self.deadline = Some(ctx.now + ctx.cfg.header_timeout);
                     // After a final response has begun, a 100 would land
                     // inside its body: just read what the client sends.
                     if !*responded {
@@ -457,6 +464,37 @@ impl Conn {
         self.shared.progress(n, n, self.out.in_memory(), limits);
         log::debug!(target: "maitre", "dropped output for a request to {} that had ended", self.peer);
         Next::Keep
+    }
+
+    /// The client missed `deadline`: a partial head gets 408, a connection
+    /// that sent nothing is closed, and a worker waiting for a body that has
+    /// not started is told so (its app answers, then the connection closes).
+    pub fn on_deadline(&mut self, ctx: &mut Ctx) -> Next {
+        self.deadline = None;
+        match &mut self.phase {
+            Phase::Head if self.inbuf.is_empty() && self.out.is_empty() => {
+                incr(&ctx.stats.connections_header_timeout);
+                return Next::Close;
+            }
+            Phase::Head => {
+                incr(&ctx.stats.connections_header_timeout);
+                self.reject(ctx, RequestError::HeadTimeout);
+            }
+            Phase::InFlight {
+                body: body @ Some(_),
+                body_requested: true,
+                ..
+            } => {
+                incr(&ctx.stats.connections_header_timeout);
+                *body = None;
+                self.discard_input = true;
+                self.shared.deliver_body(Err(RequestError::BadRequest(
+                    "the request body did not start within header_timeout",
+                )));
+            }
+            _ => return Next::Keep,
+        }
+        self.drive(ctx)
     }
 
     /// Output the loop generates itself (not the app's) is counted like the
@@ -548,6 +586,14 @@ impl Conn {
                 }
                 Ok((n, asked)) => {
                     self.last_activity = ctx.now;
+                    match self.phase {
+                        Phase::Head if self.deadline.is_none() => {
+                            self.deadline = Some(ctx.now + ctx.cfg.header_timeout)
+                        }
+                        // The body asked for has started: channel_timeout from now on.
+                        Phase::InFlight { .. } => self.deadline = None,
+                        _ => {}
+                    }
                     // A short read emptied the socket; with edge-triggered
                     // readiness, anything arriving later raises a new event.
                     self.may_read = n == asked || self.eof_pending;
@@ -615,6 +661,7 @@ impl Conn {
                     match parse_head(&self.inbuf, ctx.cfg.max_request_header_size) {
                         Ok(Some((head, n))) => {
                             self.inbuf.drain(..n);
+                            self.deadline = None;
                             if let Err(e) = self.start_request(ctx, head) {
                                 return self.reject(ctx, e);
                             }
@@ -750,6 +797,7 @@ impl Conn {
         self.queue(response);
         self.inbuf = Vec::new();
         self.discard_input = true;
+        self.deadline = None;
         self.phase = Phase::Closing;
     }
 
@@ -787,6 +835,7 @@ mod tests {
             backlog: 16,
             connection_limit: 10,
             channel_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(10),
             cleanup_interval: Duration::from_secs(1),
             recv_bytes: 8192,
             max_request_header_size: 1024,

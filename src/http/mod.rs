@@ -52,6 +52,8 @@ pub enum RequestError {
     Internal(&'static str),
     /// 503: the server is stopping and takes in no more request bodies.
     Stopping,
+    /// 408: the request head did not arrive within header_timeout.
+    HeadTimeout,
 }
 
 impl RequestError {
@@ -62,6 +64,7 @@ impl RequestError {
             RequestError::BodyTooLarge => (413, "Request Entity Too Large"),
             RequestError::Internal(_) => (500, "Internal Server Error"),
             RequestError::Stopping => (503, "Service Unavailable"),
+            RequestError::HeadTimeout => (408, "Request Timeout"),
         }
     }
 
@@ -73,6 +76,7 @@ impl RequestError {
             }
             RequestError::BodyTooLarge => "the request body exceeds max_request_body_size",
             RequestError::Stopping => "the server is stopping",
+            RequestError::HeadTimeout => "the request head did not arrive within header_timeout",
         }
     }
 }
