@@ -21,6 +21,8 @@ pub struct Config {
     /// How long a client has to send a request head, or to start a body the
     /// app asked for (see `Conn::deadline`).
     pub header_timeout: Duration,
+    /// How long a stop waits for requests already received.
+    pub graceful_timeout: Duration,
     pub cleanup_interval: Duration,
     pub recv_bytes: usize,
     pub max_request_header_size: usize,
@@ -80,6 +82,7 @@ impl Config {
             connection_limit: item(d, "connection_limit")?,
             channel_timeout: secs("channel_timeout")?,
             header_timeout: secs("header_timeout")?,
+            graceful_timeout: secs("graceful_timeout")?,
             cleanup_interval: secs("cleanup_interval")?.max(Duration::from_millis(100)),
             recv_bytes: item::<usize>(d, "recv_bytes")?.max(1),
             max_request_header_size: item(d, "max_request_header_size")?,

@@ -210,7 +210,7 @@ impl Engine {
             jobs: job_rx,
             handle: LoopHandle {
                 completions: done_tx,
-                waker: Arc::clone(&self.control.waker),
+                control: Arc::clone(&self.control),
                 garbage,
             },
         });

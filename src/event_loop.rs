@@ -20,11 +20,6 @@ use crate::workers::{Completion, Garbage, Job, LoopWaker, WorkerLink};
 pub const WAKER: Token = Token(usize::MAX);
 const LISTENER_BASE: usize = usize::MAX - 1 - 1024;
 
-/// How long a stopping server waits for in-flight responses at most.
-fn drain_deadline(cfg: &Config) -> Duration {
-    cfg.channel_timeout.max(Duration::from_secs(1))
-}
-
 /// How often deadlines are looked at: often enough for header_timeout to hold
 /// within a quarter of itself, at most once per 100 ms.
 fn deadline_sweep(cfg: &Config) -> Duration {
@@ -86,6 +81,8 @@ impl Slab {
 /// Shared between the loop and `Engine::close`.
 pub struct Control {
     pub waker: Arc<LoopWaker>,
+    /// Set by `Engine::close`; workers read it too, so responses that start
+    /// during the drain carry `Connection: close`.
     pub stop: AtomicBool,
 }
 
@@ -199,12 +196,12 @@ impl EventLoop {
                 if self.conns.len == 0 {
                     break;
                 }
-                if since.elapsed() > drain_deadline(&self.cfg) {
+                if since.elapsed() > self.cfg.graceful_timeout {
                     log::warn!(
                         target: "maitre",
                         "stopping with {} connection(s) still busy after {:?}",
                         self.conns.len,
-                        drain_deadline(&self.cfg)
+                        self.cfg.graceful_timeout
                     );
                     break;
                 }

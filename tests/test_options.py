@@ -64,13 +64,13 @@ ENGINE_KEYS = {
     "ident", "expose_tracebacks", "url_scheme", "url_prefix", "server_name", "workers",
     "trusted_proxy", "trusted_proxy_count", "trusted_proxy_headers",
     "log_untrusted_proxy_headers", "clear_untrusted_proxy_headers", "log_socket_errors",
-    "header_timeout",
+    "header_timeout", "graceful_timeout",
 }
 INT_ENGINE_KEYS = {
     "workers", "threads", "backlog", "connection_limit", "channel_timeout", "cleanup_interval",
     "recv_bytes", "send_bytes", "max_request_header_size", "max_request_body_size",
     "inbuf_overflow", "outbuf_overflow", "outbuf_high_watermark", "trusted_proxy_count",
-    "header_timeout",
+    "header_timeout", "graceful_timeout",
 }
 
 HAS_IPV6 = socket.has_ipv6
@@ -85,7 +85,7 @@ def local() -> dict:
 
 
 # Options of maitre's own, after waitress's, with their defaults.
-MAITRE_ONLY = {"workers": 1, "header_timeout": 10}
+MAITRE_ONLY = {"workers": 1, "header_timeout": 10, "graceful_timeout": 30}
 
 
 def test_table_has_waitress_options_in_order_then_maitres_own():
@@ -601,6 +601,7 @@ def test_engine_config_carries_given_values():
         trusted_proxy="10.0.0.1", trusted_proxy_count="2",
         trusted_proxy_headers="x-forwarded-for", log_untrusted_proxy_headers="on",
         clear_untrusted_proxy_headers="no", log_socket_errors="false", header_timeout="4",
+        graceful_timeout="5",
     ).engine_config()
     assert config == {
         "listen": [("127.0.0.1", 0)], "threads": 7, "backlog": 10, "connection_limit": 3,
@@ -611,7 +612,7 @@ def test_engine_config_carries_given_values():
         "workers": 2, "trusted_proxy": "10.0.0.1", "trusted_proxy_count": 2,
         "trusted_proxy_headers": {"x-forwarded-for"}, "log_untrusted_proxy_headers": True,
         "clear_untrusted_proxy_headers": False, "log_socket_errors": False,
-        "header_timeout": 4,
+        "header_timeout": 4, "graceful_timeout": 5,
     }
 
 

@@ -144,7 +144,7 @@ def test_item1_client_that_never_reads_a_stream_frees_the_worker(serve):
 def test_item1_stopping_server_does_not_invite_a_deferred_body(serve):
     """Issue 13 item 1: a stop must wake a worker that would wait for a body;
     the app's read fails at once and the server stops well before its drain
-    deadline (channel_timeout=30)."""
+    deadline (graceful_timeout=30)."""
     seen: list = []
     inner = reading_app(seen)
     entered = threading.Event()
@@ -154,7 +154,7 @@ def test_item1_stopping_server_does_not_invite_a_deferred_body(serve):
         time.sleep(0.5)  # the stop arrives before the app reads
         return inner(environ, start_response)
 
-    s = serve(app, threads=1, channel_timeout=30)
+    s = serve(app, threads=1, graceful_timeout=30)
     sock = connect(s.port)
     sock.sendall(UPLOAD)
     assert entered.wait(3)

@@ -286,9 +286,9 @@ def test_run_in_main_thread_restores_sigterm_and_keeps_an_app_handler():
 
 @posix_only
 def test_sigint_does_not_wait_for_an_app_past_the_drain_deadline(server_process):
-    """issue 13 item 4: an app sleeping 12 s with channel_timeout=1 kept the process
+    """issue 13 item 4: an app sleeping 12 s with a 1 s drain deadline kept the process
     11.6 s after SIGINT; it must exit soon after the 1 s drain deadline."""
-    p = server_process("serve", channel_timeout=1)
+    p = server_process("serve", graceful_timeout=1)
     InFlight(p.port, "/slow?12")
     p.wait_line("SLOW-START")
     t0 = time.monotonic()
@@ -301,7 +301,7 @@ def test_sigint_does_not_wait_for_an_app_past_the_drain_deadline(server_process)
 @posix_only
 def test_an_app_blocked_forever_does_not_keep_the_process(server_process):
     """issue 13 item 4: an app blocked forever kept the process forever after SIGINT."""
-    p = server_process("run", channel_timeout=1)
+    p = server_process("run", graceful_timeout=1)
     InFlight(p.port, "/block")
     p.wait_line("BLOCK-START")
     t0 = time.monotonic()
@@ -317,7 +317,7 @@ def test_an_app_blocked_forever_does_not_keep_the_process(server_process):
 def test_a_second_signal_stops_at_once(server_process, how, signum, workers):
     """issue 13 item 4: a second Ctrl-C (or SIGTERM) during the drain did nothing; it
     must end the process at once, worker processes included."""
-    p = server_process(how, channel_timeout=60, workers=workers)
+    p = server_process(how, graceful_timeout=60, workers=workers)
     InFlight(p.port, "/block")
     p.wait_line("BLOCK-START")
     p.signal(signum)
@@ -340,7 +340,7 @@ def test_run_returns_although_an_app_thread_never_finishes(serve):
         start_response("200 OK", [("Content-Length", "0")])
         return [b""]
 
-    s = serve(app, channel_timeout=1)
+    s = serve(app, graceful_timeout=1)
     try:
         with Conn(s.port) as c:
             c.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")

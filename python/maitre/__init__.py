@@ -11,6 +11,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from maitre._maitre import Engine, Listeners, __version__
 from maitre._stopping import run_engine, sigterm_stops
+from maitre._systemd import notify
 from maitre.options import Options
 from maitre.supervisor import Supervisor
 
@@ -37,9 +38,9 @@ class Server:
         if options.workers > 1:
             self._supervisor = Supervisor(
                 app, config, self._listeners, options.workers,
-                # A worker drains for at most max(channel_timeout, 1 s), as the
-                # engine does, then needs a moment to exit.
-                stop_timeout=max(float(options.channel_timeout), 1.0) + 2.0,
+                # A worker drains for at most graceful_timeout, then needs a
+                # moment to exit.
+                stop_timeout=float(options.graceful_timeout) + 2.0,
             )
         else:
             self._engine = Engine(app, config, self._listeners)
@@ -69,8 +70,8 @@ class Server:
     def run(self) -> None:
         """Serve until :meth:`close` is called or SIGINT/SIGTERM arrives, then stop cleanly.
 
-        Stopping means: stop accepting, let in-flight responses finish (for at most
-        ``max(channel_timeout, 1)`` seconds), close every connection, and return once
+        Stopping means: stop accepting, let requests already received finish (for at
+        most ``graceful_timeout`` seconds), close every connection, and return once
         the worker threads (and worker processes) are gone; a worker thread still
         inside the application after that is left behind.  The same signal again
         stops at once: it propagates as ``KeyboardInterrupt`` or ``SystemExit``.
@@ -83,7 +84,7 @@ class Server:
                 self._supervisor.run()
             else:
                 assert self._engine is not None
-                run_engine(self._engine)
+                run_engine(self._engine, tell_systemd=True)
 
     def close(self) -> None:
         """Ask the server to stop as SIGTERM does; safe from any thread, returns at once.
@@ -91,6 +92,7 @@ class Server:
         :meth:`run` returns once in-flight responses are finished (in every worker
         process) or the drain deadline passed.
         """
+        notify("STOPPING=1")
         if self._supervisor is not None:
             self._supervisor.stop_requested.set()
         else:

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 from maitre._maitre import Engine
+from maitre._systemd import notify
 
 logger = logging.getLogger("maitre")
 
@@ -42,18 +43,23 @@ def sigterm_stops() -> Iterator[None]:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def run_engine(engine: Engine) -> None:
+def run_engine(engine: Engine, tell_systemd: bool = False) -> None:
     """Starts ``engine`` and serves until it is closed or a signal arrives, then drains.
 
     A second signal during the drain propagates at once (``KeyboardInterrupt`` or
-    ``SystemExit``); the engine then finishes its drain in the background.
+    ``SystemExit``); the engine then finishes its drain in the background. With
+    ``tell_systemd`` (the main process, not a worker), systemd hears of both.
     """
     engine.start()
+    if tell_systemd:
+        notify("READY=1")
     try:
         try:
             while not engine.wait(None):
                 pass
         except STOP_SIGNALS:
+            if tell_systemd:
+                notify("STOPPING=1")
             logger.info("Stopping: finishing in-flight requests (signal again to stop at once)")
     finally:
         engine.close()

@@ -550,6 +550,13 @@ OPTIONS: Tuple[Option, ...] = (
         "never waits longer than this for a body that does not come.",
         _E, "Tuning",
     ),
+    Option(
+        "graceful_timeout", _NON_NEGATIVE, 30,
+        "maitre only: seconds a stop (SIGTERM, SIGINT, close()) waits for requests already "
+        "received to finish (their responses carry Connection: close; idle connections "
+        "close at once) before closing what is left; the same signal again stops at once.",
+        _E, "Tuning",
+    ),
 )
 
 OPTIONS_BY_NAME: Dict[str, Option] = {option.name: option for option in OPTIONS}
@@ -687,6 +694,7 @@ class Options:
     server_name: str
     workers: int
     header_timeout: int
+    graceful_timeout: int
 
     def __init__(self, **kw: Any) -> None:
         """Convert and validate ``kw``; see the class docstring."""

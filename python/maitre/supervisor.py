@@ -29,6 +29,7 @@ from typing import Any, Callable, Dict, Iterable, Optional, Tuple
 from maitre import _maitre
 from maitre._maitre import Engine, Listeners
 from maitre._stopping import STOP_SIGNALS, raise_system_exit, run_engine
+from maitre._systemd import notify
 
 logger = logging.getLogger("maitre")
 
@@ -135,10 +136,12 @@ class Supervisor:
             try:
                 for _ in range(self.workers):
                     self._spawn()
+                notify("READY=1")
                 while not self.stop_requested.is_set():
                     if not self._reap(restart=True):
                         self.stop_requested.wait(0.1)
             except STOP_SIGNALS:
+                notify("STOPPING=1")
                 logger.info(
                     "Stopping: worker processes finish their in-flight requests "
                     "(signal again to stop at once)"

@@ -835,6 +835,7 @@ mod tests {
             backlog: 16,
             connection_limit: 10,
             channel_timeout: Duration::from_secs(10),
+            graceful_timeout: Duration::from_secs(30),
             header_timeout: Duration::from_secs(10),
             cleanup_interval: Duration::from_secs(1),
             recv_bytes: 8192,

@@ -16,6 +16,7 @@ use pyo3::types::PyBytes;
 use smallvec::SmallVec;
 
 use crate::conn::{ConnShared, RequestId};
+use crate::event_loop::Control;
 use crate::http::body::BodyReader;
 use crate::http::parse::RequestHead;
 use crate::os::sendfile::FilePiece;
@@ -222,7 +223,7 @@ impl Garbage {
 #[derive(Clone)]
 pub struct LoopHandle {
     pub completions: Sender<Completion>,
-    pub waker: Arc<LoopWaker>,
+    pub control: Arc<Control>,
     pub garbage: Garbage,
 }
 
@@ -230,7 +231,12 @@ impl LoopHandle {
     /// Queues a completion; returns false when the loop has already gone.
     pub fn send(&self, c: Completion) -> bool {
         let sent = self.completions.send(c).is_ok();
-        self.waker.wake();
+        self.control.waker.wake();
         sent
+    }
+
+    /// The server is draining: no connection is kept alive after its response.
+    pub fn stopping(&self) -> bool {
+        self.control.stop.load(Ordering::Relaxed)
     }
 }

@@ -95,9 +95,14 @@ impl StartResponse {
                     "the application sent body data before calling start_response",
                 ));
             };
+            // Drain: the client must not send another request on this connection.
+            let req = RequestInfo {
+                keep_alive: self.req.keep_alive && !self.handle.stopping(),
+                ..self.req
+            };
             self.encoder = Some(ResponseEncoder::start(
                 &mut self.out,
-                self.req,
+                req,
                 head,
                 known_len,
                 self.ident.as_deref(),

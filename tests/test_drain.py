@@ -1,0 +1,79 @@
+"""A graceful drain (issue 14): on a stop, requests already received finish with
+`Connection: close`, idle connections close at once, `graceful_timeout` bounds the
+wait, and systemd hears READY=1 and STOPPING=1."""
+
+from __future__ import annotations
+
+import socket
+import sys
+import threading
+import time
+
+import pytest
+
+from conftest import Conn, simple_app, wait_for
+
+
+def test_a_response_that_starts_during_the_drain_closes_its_connection(serve):
+    entered, release = threading.Event(), threading.Event()
+
+    def app(environ, start_response):
+        entered.set()
+        release.wait(5)
+        start_response("200 OK", [("Content-Length", "4")])
+        return [b"done"]
+
+    s = serve(app, graceful_timeout=10)
+    with Conn(s.port) as c, Conn(s.port) as idle:
+        idle.send(b"GET /__ping HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert idle.read_response().status == 200
+        c.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert entered.wait(3)
+        s.server.close()
+        idle.assert_closed()  # idle keep-alive connections close at once
+        release.set()
+        r = c.read_response()
+        assert (r.status, r.body) == (200, b"done")
+        assert r.connection_tokens() == ["close"], r.headers
+        c.assert_closed()
+    s.thread.join(5)
+    assert not s.thread.is_alive()
+
+
+def test_graceful_timeout_bounds_the_drain(serve):
+    release = threading.Event()
+
+    def app(environ, start_response):
+        release.wait(10)
+        start_response("200 OK", [("Content-Length", "0")])
+        return [b""]
+
+    s = serve(app, graceful_timeout=1)
+    try:
+        with Conn(s.port) as c:
+            c.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            time.sleep(0.3)
+            started = time.monotonic()
+            s.server.close()
+            s.thread.join(5)
+            assert not s.thread.is_alive()
+            assert 0.9 < time.monotonic() - started < 3.5
+    finally:
+        release.set()
+
+
+@pytest.mark.skipif(not hasattr(socket, "AF_UNIX") or sys.platform == "win32", reason="unix sockets")
+def test_systemd_hears_ready_and_stopping(serve, tmp_path, monkeypatch):
+    path = str(tmp_path / "notify")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(path)
+    listener.settimeout(5)
+    monkeypatch.setenv("NOTIFY_SOCKET", path)
+    try:
+        s = serve(simple_app(b"ok"))
+        assert listener.recv(100) == b"READY=1"
+        s.server.close()
+        assert listener.recv(100) == b"STOPPING=1"
+        assert wait_for(lambda: not s.thread.is_alive(), 5)
+    finally:
+        listener.close()
