@@ -1484,6 +1484,7 @@ def report_from(json_path: str, output: str) -> int:
         i = next(i for i, s in enumerate(SERVERS) if s.multi_core)
         SERVERS[i] = maitre_workers_server(a.workers)
     base = os.path.splitext(output)[0]
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     if os.path.abspath(base + ".json") != os.path.abspath(json_path):
         shutil.copyfile(json_path, base + ".json")
     chart = make_chart(base + ".json", base + ".png")
