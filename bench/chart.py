@@ -3,9 +3,10 @@
     bench/.venv/bin/python bench/chart.py bench/results/latest.json bench/results/latest.png
 
 Run by run.py after every run (it needs matplotlib, which run.py installs into bench/.venv).
-maitre's rows are highlighted; the ceiling (no Python) is hatched; a row that shares both
-cores with wrk (maitre w2) is drawn lighter; "wrk-bound" marks rows where wrk used >= 95% of
-its core (the server could go faster than that bar).
+maitre's rows are highlighted; the ceiling (no Python) and the app alone (no server) are
+hatched; a row that shares both cores with wrk (maitre w2) is drawn lighter; "wrk-bound" marks
+rows where wrk used >= 95% of its core (the server could go faster than that bar). Big-body
+cases note bytes/s and peak RSS.
 """
 
 import json
@@ -21,6 +22,7 @@ MAITRE = "#c0392b"
 MAITRE_LIGHT = "#f1a9a0"
 OTHER = "#7f8c8d"
 CEILING = "#d5dbdb"
+REFERENCES = ("ceiling", "app alone")  # rows that are not servers under test
 
 
 def short(v):
@@ -59,11 +61,11 @@ def main(src, dst):
                 colors.append(MAITRE_LIGHT)
             elif r["server"].startswith("maitre"):
                 colors.append(MAITRE)
-            elif r["server"] == "ceiling":
+            elif r["server"] in REFERENCES:
                 colors.append(CEILING)
             else:
                 colors.append(OTHER)
-            hatches.append("//" if r["server"] == "ceiling" else None)
+            hatches.append("//" if r["server"] in REFERENCES else None)
             note = []
             if "rps" not in r:
                 note.append("failed")
@@ -71,6 +73,10 @@ def main(src, dst):
                 note.append("wrk-bound")
             if meta.get("bytes_per_sec") and r.get("bytes_per_sec"):
                 note.append(f"{r['bytes_per_sec'] / 1e9:.2f} GB/s")
+            if meta.get("upload") and "rps" in r:
+                note.append(f"{r['rps'] * meta['upload'] / 1e9:.2f} GB/s up")
+            if (meta.get("bytes_per_sec") or meta.get("upload")) and r.get("peak_rss"):
+                note.append(f"{r['peak_rss'] / 2**20:.0f} MiB peak")
             if meta.get("idle") and "rps" in r:
                 per = r.get("idle_bytes_per_conn")
                 if r.get("idle_failed"):

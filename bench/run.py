@@ -15,9 +15,11 @@ What it does, in order:
      up with wrk, run `taskset -c 1 wrk -t1 -c<conns> -d<dur>s --latency` once, stop it
      (SIGTERM, then SIGKILL after 10 s). The idle case also opens 5,000 idle keep-alive
      connections (bench/idle.py, on CPU 1) before measuring, and reads the server's RSS.
+     Peak RSS (VmHWM) is read at the end of each measured run. In the flask and django cases
+     an "app alone" row (bench/alone.py) calls the app in a loop on CPU 0, with no server.
   3. print a table per case (median req/s, bytes/s, median p50/p99 latency, errors, CPU,
-     maitre/server ratio) and write bench/results/latest.md, latest.json (every run) and
-     latest.png (bench/chart.py, in the venv).
+     CPU per request, peak RSS, maitre/server ratio) and write bench/results/latest.md,
+     latest.json (every run) and latest.png (bench/chart.py, in the venv).
 
 Adding a server: append a `Server` to SERVERS. Adding a case: an app in bench/apps.py and a
 `Case` in CASES.
@@ -27,6 +29,8 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
+import hashlib
 import http.client
 import json
 import os
@@ -45,6 +49,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, FrozenSet, List, Optional
+from apps import CHUNK, CHUNK_COUNT, DATA_FILE, DATA_SIZE, JSON_FIELDS
 from rlimit import raise_nofile
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
@@ -68,9 +73,19 @@ BACKLOG = 8192  # listen backlog asked for in the idle case (the kernel caps it 
 STOP_GRACE = 10.0
 
 POST_BODY_SIZE = 64 * 1024
-POST_LUA = f"""-- written by bench/run.py for the post64k case
+UPLOAD_SIZE = 20 << 20
+# A 100 MiB response to each of 16 connections takes seconds: wrk's default 2 s timeout would
+# count the slower servers' responses as errors.
+SLOW_TIMEOUT = ["--timeout", "60s"]
+ALONE = "app alone"  # the pseudo-server row: the app called in a loop, no server
+NO_FILE_WRAPPER = ("granian has no `wsgi.file_wrapper`: there the app reads the file in 4 KiB "
+                   "blocks and returns them, as Django does without one.")
+
+
+def post_lua(size: int) -> str:
+    return f"""-- written by bench/run.py: POST a {size}-byte body
 wrk.method = "POST"
-wrk.body = string.rep("x", {POST_BODY_SIZE})
+wrk.body = string.rep("x", {size})
 wrk.headers["Content-Type"] = "application/octet-stream"
 wrk.headers["Content-Length"] = tostring(#wrk.body)
 """
@@ -99,6 +114,8 @@ class Case:
     ceiling: bool = True  # the canned-response ceiling only makes sense for some cases
     threads: Optional[int] = None  # WSGI threads for every server (default: --threads)
     bytes_per_sec: bool = False  # report wrk's Transfer/sec
+    data: bool = False  # serves the 100 MiB data file: the check compares the body with it
+    upload: int = 0  # request body size: report req/s x this as bytes/s uploaded
     idle: int = 0  # idle keep-alive connections held open during the measurement
     reference: str = REFERENCE  # the server the ratio column divides by
     skip_servers: FrozenSet[str] = frozenset()
@@ -130,7 +147,7 @@ CASES: List[Case] = [
         load="`POST /` with a 64 KiB body (wrk Lua script), the app reads `wsgi.input` "
              "fully and returns it with Content-Length",
         connections=16,
-        lua=POST_LUA,
+        lua=post_lua(POST_BODY_SIZE),
         check_method="POST",
         check_body=b"x" * POST_BODY_SIZE,
         expect_body=b"x" * POST_BODY_SIZE,
@@ -170,6 +187,87 @@ CASES: List[Case] = [
         skip_servers=frozenset({"maitre"}),  # maitre t1 and maitre t32 instead
         notes=["The bound is threads ÷ 10 ms: 100 req/s per thread, so at most ~3,200 req/s "
                "with 32 threads (64 connections keep them all busy)."],
+    ),
+    Case(
+        name="stream",
+        title="100 MiB streamed in fresh 64 KiB chunks, keep-alive",
+        app="stream",
+        load="`GET /` → a 100 MiB file as `iter(lambda: f.read(65536), b\"\")`, "
+             "Content-Length set",
+        connections=16,
+        wrk_args=SLOW_TIMEOUT,
+        data=True,
+        ceiling=False,
+        bytes_per_sec=True,
+    ),
+    Case(
+        name="file",
+        title="100 MiB file through wsgi.file_wrapper, keep-alive",
+        app="file_wrapper",
+        load="`GET /` → `environ[\"wsgi.file_wrapper\"](f, 4096)` of a 100 MiB file, "
+             "Content-Length set",
+        connections=4,
+        wrk_args=SLOW_TIMEOUT,
+        data=True,
+        ceiling=False,
+        bytes_per_sec=True,
+        notes=[NO_FILE_WRAPPER],
+    ),
+    Case(
+        name="djfile",
+        title="100 MiB file as Django's FileResponse, keep-alive",
+        app="django_site",
+        path="/file",
+        load="`GET /file` → Django's `FileResponse` of a 100 MiB file (default middleware; "
+             "Django hands it to `wsgi.file_wrapper` in 4 KiB blocks)",
+        connections=4,
+        wrk_args=SLOW_TIMEOUT,
+        data=True,
+        ceiling=False,
+        bytes_per_sec=True,
+        notes=[NO_FILE_WRAPPER],
+    ),
+    Case(
+        name="upload",
+        title="20 MiB POST bodies read in 64 KiB blocks, keep-alive",
+        app="upload",
+        load="`POST /` with a 20 MiB body (wrk Lua script), the app calls "
+             "`wsgi.input.read(65536)` until it returns b\"\" and answers with the byte count",
+        connections=16,
+        wrk_args=SLOW_TIMEOUT,
+        lua=post_lua(UPLOAD_SIZE),
+        check_method="POST",
+        check_body=b"x" * UPLOAD_SIZE,
+        expect_body=str(UPLOAD_SIZE).encode(),
+        ceiling=False,
+        upload=UPLOAD_SIZE,
+    ),
+    Case(
+        name="chunks",
+        title="A generator of 10 small chunks (chunked encoding), keep-alive",
+        app="chunks",
+        load=f"`GET /` → {CHUNK_COUNT} chunks of {len(CHUNK)} bytes from a generator, no "
+             "Content-Length: the server sends `Transfer-Encoding: chunked`",
+        expect_body=CHUNK * CHUNK_COUNT,
+        ceiling=False,
+    ),
+    Case(
+        name="flask",
+        title="Flask JSON view, keep-alive",
+        app="flask_json",
+        load="`GET /` → Flask's `jsonify` of three fields",
+        expect_body=(json.dumps(JSON_FIELDS, sort_keys=True, separators=(",", ":"))
+                     + "\n").encode(),
+        ceiling=False,
+    ),
+    Case(
+        name="django",
+        title="Django JSON view (default middleware), keep-alive",
+        app="django_site",
+        load="`GET /` → Django's `JsonResponse` of three fields, through the default "
+             "middleware (startproject's settings, bench/djangoapp)",
+        expect_body=json.dumps(JSON_FIELDS).encode(),
+        ceiling=False,
     ),
 ]
 
@@ -220,6 +318,7 @@ class Server:
     version: Callable[[], str]
     pypi: List[str] = field(default_factory=list)  # requirements pip-installed into bench/.venv
     is_ceiling: bool = False
+    is_alone: bool = False  # not a server: bench/alone.py calls the app in a loop (run_alone)
     threads: Optional[int] = None  # a fixed thread count (variants such as "maitre t1")
     only_cases: Optional[FrozenSet[str]] = None  # None: every case
     # Uses more than one core (maitre wN). Pinned to the server CPUs if they are at least two
@@ -233,6 +332,10 @@ class Server:
 
     def family(self) -> str:
         return self.name.split(" ")[0]
+
+    def uses_maitre(self) -> bool:
+        """Runs the maitre installed in bench/.venv (app alone: for the environ it builds)."""
+        return self.family() == "maitre" or self.is_alone
 
     def shares_client_cpus(self) -> bool:
         return self.multi_core and len(cpu_list(PIN.server)) < 2
@@ -280,6 +383,10 @@ def _gunicorn_argv(worker: str) -> Callable[[Launch], List[str]]:
 
 def _ceiling_argv(l: Launch) -> List[str]:
     return [CEILING_BIN, "--host", HOST, "--port", str(l.port)]
+
+
+def _alone_argv(l: Launch) -> List[str]:
+    return [VENV_PY, os.path.join(BENCH, "alone.py"), "--app", l.case.app, "--path", l.case.path]
 
 
 def _pkg_version(dist: str) -> Callable[[], str]:
@@ -346,9 +453,14 @@ SERVERS: List[Server] = [
     Server("ceiling", _ceiling_argv,
            lambda l: "bare mio + httparse, 1 thread, canned response (bench/ceiling)",
            lambda: "-", is_ceiling=True),
+    Server(ALONE, _alone_argv,
+           lambda l: "the app called in a loop in one process (bench/alone.py), each call "
+                     "with a copy of the environ maitre built for wrk's request; no sockets",
+           lambda: "-", is_alone=True, only_cases=frozenset({"flask", "django"})),
 ]
 
 CHART_PYPI = ["matplotlib"]
+APPS_PYPI = ["flask", "django"]  # the flask, django and djfile cases' apps
 
 
 def maitre_workers_server(n: int) -> Server:
@@ -435,7 +547,7 @@ def ensure_venv(servers: List[Server], install_maitre: bool) -> Dict[str, str]:
     have = {line.split("==")[0].strip().replace("_", "-") for line in installed.splitlines()}
     base = lambda r: re.split(r"[<>=!~\[ ]", r)[0].lower()  # noqa: E731
     wanted = []
-    for req in [r for s in servers for r in s.pypi] + CHART_PYPI:
+    for req in [r for s in servers for r in s.pypi] + CHART_PYPI + APPS_PYPI:
         if base(req) not in have and req not in wanted:
             wanted.append(req)
     # One at a time, so that one package that won't install doesn't take the others with it.
@@ -445,16 +557,16 @@ def ensure_venv(servers: List[Server], install_maitre: bool) -> Dict[str, str]:
             for s in servers:
                 if req in s.pypi:
                     problems[s.name] = f"`pip install {req}` failed (exit {r.returncode})"
-    if any(s.family() == "maitre" for s in servers):
+    if any(s.uses_maitre() for s in servers):
         if install_maitre or not venv_has("maitre"):
             r = sh([VENV_PY, "-m", "pip", "install", "-q", "--force-reinstall", "--no-deps", ROOT])
             if r.returncode != 0:
                 for s in servers:
-                    if s.family() == "maitre":
+                    if s.uses_maitre():
                         problems[s.name] = f"`pip install {ROOT}` failed (exit {r.returncode})"
         if not venv_has("maitre"):
             for s in servers:
-                if s.family() == "maitre":
+                if s.uses_maitre():
                     problems.setdefault(s.name, "`import maitre` fails in bench/.venv")
     for s in servers:
         mods = {"granian": "granian", "gunicorn": "gunicorn", "pyruvate": "pyruvate",
@@ -463,6 +575,35 @@ def ensure_venv(servers: List[Server], install_maitre: bool) -> Dict[str, str]:
         if mod and s.name not in problems and not venv_has(mod):
             problems[s.name] = f"`import {mod}` fails in bench/.venv"
     return problems
+
+
+def ensure_data() -> None:
+    """The 100 MiB file of the big-body cases, written once. Random bytes: nothing on the way
+    can compress them."""
+    if os.path.exists(DATA_FILE) and os.path.getsize(DATA_FILE) == DATA_SIZE:
+        return
+    log(f"writing {DATA_SIZE >> 20} MiB to {DATA_FILE}")
+    os.makedirs(os.path.dirname(DATA_FILE), exist_ok=True)
+    with open(DATA_FILE + ".tmp", "wb") as f:
+        for _ in range(DATA_SIZE >> 20):
+            f.write(os.urandom(1 << 20))
+    os.replace(DATA_FILE + ".tmp", DATA_FILE)
+
+
+@functools.lru_cache(maxsize=None)
+def data_digest() -> str:
+    h = hashlib.sha256()
+    with open(DATA_FILE, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def body_ok(case: Case, status: int, body: bytes) -> bool:
+    """The sanity check of one response (from a server, or from the app alone)."""
+    if case.data:
+        return status == 200 and hashlib.sha256(body).hexdigest() == data_digest()
+    return status == 200 and (case.expect_body is None or body == case.expect_body)
 
 
 def ensure_ceiling() -> Optional[str]:
@@ -532,7 +673,7 @@ class Running:
             body = resp.read()
         finally:
             conn.close()
-        if resp.status != 200 or (case.expect_body is not None and body != case.expect_body):
+        if not body_ok(case, resp.status, body):
             raise RuntimeError(f"{self.server.name}: unexpected response "
                                f"{resp.status} {body[:80]!r} ({len(body)} bytes)")
 
@@ -564,14 +705,15 @@ class Running:
             total += int(fields[11]) + int(fields[12])  # utime (14), stime (15)
         return total / tick
 
-    def rss_bytes(self) -> int:
-        """VmRSS summed over the server's processes (taskset has exec'd into the server)."""
+    def memory(self, key: str = "VmRSS") -> int:
+        """A /proc/PID/status memory line (VmRSS; VmHWM: peak RSS) in bytes, summed over the
+        server's processes (taskset has exec'd into the server)."""
         total = 0
         for pid in self.session_pids():
             try:
                 with open(f"/proc/{pid}/status") as f:
                     for line in f:
-                        if line.startswith("VmRSS:"):
+                        if line.startswith(key + ":"):
                             total += int(line.split()[1]) * 1024
                             break
             except OSError:
@@ -749,13 +891,13 @@ def wait_for_quiet(limit: float) -> float:
 
 def hold_idle(srv: Running, case: Case, pin: bool) -> tuple:
     """Open case.idle idle connections; returns (holder, what happened)."""
-    rss0 = srv.rss_bytes()
+    rss0 = srv.memory()
     holder = IdleHolder(srv.port, case.idle, pin)
     info = holder.opened()
     time.sleep(1.0)  # let the server settle (and close what it is going to close)
     info["open_before_load"] = holder.still_open()
     info["rss_before"] = rss0
-    info["rss_idle"] = srv.rss_bytes()
+    info["rss_idle"] = srv.memory()
     held = info["open_before_load"]
     info["bytes_per_conn"] = (info["rss_idle"] - rss0) / held if held else None
     log(f"idle: {info['answered']}/{case.idle} answered in {info['seconds']:.1f} s, "
@@ -766,10 +908,71 @@ def hold_idle(srv: Running, case: Case, pin: bool) -> tuple:
     return holder, info
 
 
+def machine_cpu(run: dict, stat0: List[int], stat1: List[int], wall: float, own: float) -> None:
+    """What the rest of the machine did during a run: CPU used by processes other than ours
+    (`own`: the server's and wrk's, in cores), steal, idle and interrupt time."""
+    d = [y - x for x, y in zip(stat0, stat1)]
+    tick = os.sysconf("SC_CLK_TCK")
+    run["other_cpu"] = max(0.0, (d[0] + d[1] + d[2]) / tick / wall - own)
+    run["steal_cpu"] = d[7] / tick / wall
+    run["idle_cpu"] = (d[3] + d[4]) / tick / wall
+    run["irq_cpu"] = (d[5] + d[6]) / tick / wall
+
+
+def log_round(rnd: int, a: argparse.Namespace, case: Case, server: Server, run: dict) -> None:
+    bps = run.get("bytes_per_sec")
+    idle = run.get("idle")
+    log(f"round {rnd}/{a.repeat} {case.name} {server.name}: {run['rps']:,.0f} req/s"
+        + (f", {fmt_bytes(bps)}" if case.bytes_per_sec and bps else "")
+        + f", p50 {fmt_ms(run['latency_ms'].get('50'))}, "
+        f"p99 {fmt_ms(run['latency_ms'].get('99'))}, errors {run['errors']}, "
+        f"server CPU {run['server_cpu']:.0%} ({fmt_us(run['cpu_us_per_req'])}/req), "
+        f"wrk CPU {run['client_cpu']:.0%}, other CPU {run['other_cpu']:.0%}, "
+        f"peak RSS {fmt_mib(run['peak_rss'])}"
+        + (f", idle held {idle['open_after_load']}" if idle is not None else ""))
+
+
+def run_alone(server: Server, case: Case, a: argparse.Namespace) -> dict:
+    """The app-alone row: bench/alone.py, pinned like a server, calls the app in a loop
+    (warm-up, then the measured duration) and reports calls, its CPU and its peak RSS."""
+    launch = Launch(case, 0, 1, False)
+    argv = pinned(PIN.server, server.argv(launch) + ["--warmup", str(a.warmup),
+                                                     "--duration", str(a.duration)], a.pin)
+    key = (case.name, server.name)
+    COMMANDS[key], DESCRIPTIONS[key] = shlex.join(argv), server.describe(launch)
+    log(f"start {server.name}: {COMMANDS[key]}")
+    stat0, t0 = cpu_times(), time.monotonic()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    r = subprocess.run(argv, cwd=BENCH, capture_output=True, text=True,
+                       timeout=a.warmup + a.duration + 60)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall = time.monotonic() - t0
+    STOPS.setdefault(key, []).append(f"exit {r.returncode}")
+    if r.returncode != 0:
+        raise RuntimeError(f"alone.py exited with {r.returncode}:\n" + r.stderr[-2000:])
+    out = json.loads(r.stdout)
+    if not body_ok(case, out["status"], out["body"].encode("latin-1")):
+        raise RuntimeError(f"{server.name}: unexpected response {out['status']} "
+                           f"{out['body'][:80]!r}")
+    run = {"rps": out["calls"] / out["seconds"], "requests": out["calls"],
+           "seconds": out["seconds"], "latency_ms": {}, "socket_errors": {}, "non2xx3xx": 0,
+           "errors": 0, "client_cpu": 0.0, "server_cpu": out["cpu_seconds"] / out["seconds"],
+           "cpu_us_per_req": out["cpu_seconds"] / out["calls"] * 1e6,
+           "peak_rss": out["peak_rss"], "argv": COMMANDS[key]}
+    # Over its whole life (start-up and warm-up included), as the rusage is.
+    machine_cpu(run, stat0, cpu_times(), wall, (after.ru_utime + after.ru_stime
+                                                - before.ru_utime - before.ru_stime) / wall)
+    return run
+
+
 def run_once(server: Server, case: Case, ctx: Ctx, a: argparse.Namespace, rnd: int) -> dict:
     """Start `server`, warm it up, measure one wrk run, stop it. Raises on failure."""
     if a.quiet_wait > 0:
         wait_for_quiet(a.quiet_wait)
+    if server.is_alone:
+        run = run_alone(server, case, a)
+        log_round(rnd, a, case, server, run)
+        return run
     srv = Running(server, case, ctx, a.pin)
     conns = a.connections or case.connections
     pin_client = a.pin and not server.shares_client_cpus()
@@ -794,29 +997,19 @@ def run_once(server: Server, case: Case, ctx: Ctx, a: argparse.Namespace, rnd: i
         run = wrk(case, srv.port, a.duration, conns, pin_client)
         wall = time.monotonic() - t0
         stat1 = cpu_times()
-        run["server_cpu"] = (srv.cpu_seconds() - cpu0) / wall
-        # Process CPU on the whole machine that is neither the server nor wrk: other
-        # processes competing for the two CPUs (interrupt time is not included).
-        d = [y - x for x, y in zip(stat0, stat1)]
-        tick = os.sysconf("SC_CLK_TCK")
-        run["other_cpu"] = max(0.0, (d[0] + d[1] + d[2]) / tick / wall
-                               - run["server_cpu"] - run["client_cpu"])
-        run["steal_cpu"] = d[7] / tick / wall
-        run["idle_cpu"] = (d[3] + d[4]) / tick / wall
-        run["irq_cpu"] = (d[5] + d[6]) / tick / wall
+        # Peak RSS since the server started (the warm-up included): the processes' RSS
+        # high-water marks, read before stopping them.
+        run["peak_rss"] = srv.memory("VmHWM")
+        cpu = srv.cpu_seconds() - cpu0
+        run["server_cpu"] = cpu / wall
+        run["cpu_us_per_req"] = cpu / run["requests"] * 1e6 if run.get("requests") else None
+        machine_cpu(run, stat0, stat1, wall, run["server_cpu"] + run["client_cpu"])
         if idle is not None:
             idle["open_after_load"] = holder.still_open()
             run["idle"] = idle
         if srv.proc.poll() is not None:
             raise RuntimeError(f"{server.name} died during the run:\n" + srv.log_tail())
-        bps = run.get("bytes_per_sec")
-        log(f"round {rnd}/{a.repeat} {case.name} {server.name}: {run['rps']:,.0f} req/s"
-            + (f", {fmt_bytes(bps)}" if case.bytes_per_sec and bps else "")
-            + f", p50 {fmt_ms(run['latency_ms'].get('50'))}, "
-            f"p99 {fmt_ms(run['latency_ms'].get('99'))}, errors {run['errors']}, "
-            f"server CPU {run['server_cpu']:.0%}, wrk CPU {run['client_cpu']:.0%}, "
-            f"other CPU {run['other_cpu']:.0%}"
-            + (f", idle held {idle['open_after_load']}" if idle is not None else ""))
+        log_round(rnd, a, case, server, run)
         return run
     finally:
         if holder is not None:
@@ -880,6 +1073,9 @@ def aggregate(result: dict, case: Case) -> None:
     result["errors"] = sum(r["errors"] for r in runs)
     result["server_cpu"] = med(r["server_cpu"] for r in runs)
     result["client_cpu"] = med(r["client_cpu"] for r in runs)
+    per_req = [r["cpu_us_per_req"] for r in runs if r.get("cpu_us_per_req") is not None]
+    result["cpu_us_per_req"] = med(per_req) if per_req else None
+    result["peak_rss"] = max(r["peak_rss"] for r in runs)  # the highest over the rounds
     result["other_cpu"] = max(r["other_cpu"] for r in runs)
     rps = [r["rps"] for r in runs]
     result["spread"] = (max(rps) - min(rps)) / result["rps"] if result["rps"] else 0.0
@@ -951,6 +1147,16 @@ def fmt_kib(v: Optional[float]) -> str:
     return "-" if v is None else f"{v / 1024:.1f} KiB"
 
 
+def fmt_mib(v: Optional[float]) -> str:
+    return "-" if v is None else f"{v / 2**20:.1f} MiB"
+
+
+def fmt_us(v: Optional[float]) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.1f} µs" if v < 100 else f"{v:,.0f} µs"
+
+
 def columns(case: Case, all_results: Dict[str, List[dict]]) -> List[tuple]:
     """(header, cell(result) -> str) for the case's table."""
     by = lambda case_name: {r["server"]: r for r in all_results.get(case_name, [])}  # noqa: E731
@@ -959,11 +1165,15 @@ def columns(case: Case, all_results: Dict[str, List[dict]]) -> List[tuple]:
             ("req/s", lambda r: f"{r['rps']:,.0f}")]
     if case.bytes_per_sec:
         cols.append(("bytes/s", lambda r: fmt_bytes(r.get("bytes_per_sec"))))
+    if case.upload:
+        cols.append(("uploaded/s", lambda r: fmt_bytes(r["rps"] * case.upload)))
     cols += [("p50", lambda r: fmt_ms(r["p50_ms"])),
              ("p99", lambda r: fmt_ms(r["p99_ms"])),
              ("errors", fmt_errors),
              ("server CPU", lambda r: f"{r['server_cpu']:.0%}"),
-             ("wrk CPU", lambda r: f"{r['client_cpu']:.0%}")]
+             ("wrk CPU", lambda r: "-" if r["server"] == ALONE else f"{r['client_cpu']:.0%}"),
+             ("CPU/req", lambda r: fmt_us(r.get("cpu_us_per_req"))),
+             ("peak RSS", lambda r: fmt_mib(r.get("peak_rss")))]
     if case.idle:
         plain = by("plaintext")
 
@@ -980,6 +1190,9 @@ def columns(case: Case, all_results: Dict[str, List[dict]]) -> List[tuple]:
                                                       f"{r['idle_rss_idle'] / 2**20:.1f} MiB"),
                  ("RSS per idle conn", lambda r: fmt_kib(r.get("idle_bytes_per_conn"))),
                  ("req/s vs plaintext", vs_plain)]
+    alone = by(case.name).get(ALONE)
+    if alone and alone.get("rps"):
+        cols.append(("of app alone", lambda r: f"{r['rps'] / alone['rps']:.0%}"))
     cols.append((f"{case.reference}/server",
                  lambda r: f"{ref['rps'] / r['rps']:.2f}" if ref and ref.get("rps") else "-"))
     return cols
@@ -1044,6 +1257,16 @@ def case_notes(case: Case, all_results: Dict[str, List[dict]]) -> List[str]:
         for r in results:
             if "idle_failed" in r:
                 out.append(f"**{r['server']} failed the idle case**: {r['idle_failed']}.")
+    rps = {r["server"]: r.get("rps") for r in results}
+    if rps.get(ALONE):
+        out.append(f"**{ALONE}** is not a server: the same app called in a loop in one process "
+                   "pinned like the servers (bench/alone.py), each call with a copy of the "
+                   "environ maitre built for wrk's request and a fresh `wsgi.input`, the body "
+                   "iterated and closed; its req/s are calls/s. \"of app alone\": each row's "
+                   "req/s ÷ those calls/s.")
+        if rps.get(case.reference):
+            out.append(f"**{case.reference}: {rps[case.reference] / rps[ALONE]:.0%} of app "
+                       "alone** (target: at least 93%).")
     return out
 
 
@@ -1112,7 +1335,13 @@ def write_markdown(path: str, info: Dict[str, str], all_results: Dict[str, List[
         "- server CPU: CPU time of the server's processes ÷ wall time during the runs "
         "(100% = one core busy); wrk CPU: the same for wrk. A row whose wrk CPU is near 100% "
         "while its server CPU is not is limited by the load generator, not by the server",
-        "- bytes/s: wrk's Transfer/sec (response bytes, headers included), in decimal units",
+        "- bytes/s: wrk's Transfer/sec (response bytes, headers included), in decimal units; "
+        "uploaded/s: req/s × the request body's size",
+        "- CPU/req: the server's CPU time over the measured run ÷ the requests wrk completed "
+        "in it (median over the rounds)",
+        "- peak RSS: VmHWM (the RSS high-water mark since start, warm-up included) summed over "
+        "the server's processes, read at the end of the measured run before stopping the "
+        "server; the highest over the rounds",
     ]
     if chart:
         lines += ["", f"![chart]({os.path.basename(chart)})"]
@@ -1255,6 +1484,7 @@ def report_from(json_path: str, output: str) -> int:
         i = next(i for i, s in enumerate(SERVERS) if s.multi_core)
         SERVERS[i] = maitre_workers_server(a.workers)
     base = os.path.splitext(output)[0]
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     if os.path.abspath(base + ".json") != os.path.abspath(json_path):
         shutil.copyfile(json_path, base + ".json")
     chart = make_chart(base + ".json", base + ".png")
@@ -1283,8 +1513,10 @@ def main(argv: List[str]) -> int:
     if a.workers != 2:
         i = next(i for i, s in enumerate(SERVERS) if s.multi_core)
         SERVERS[i] = maitre_workers_server(a.workers)
-    servers = [s for s in select_servers(a.servers)
-               if any(runs_in(s, c) for c in chosen_cases)]
+    # The app-alone row is what the flask and django cases measure against: always in them.
+    servers = [s for s in select_servers(a.servers) if not s.is_alone] + [
+        s for s in SERVERS if s.is_alone]
+    servers = [s for s in servers if any(runs_in(s, c) for c in chosen_cases)]
     if a.pin and (os.cpu_count() or 1) < 2:
         log("fewer than 2 CPUs: not pinning")
         a.pin = False
@@ -1298,13 +1530,13 @@ def main(argv: List[str]) -> int:
             problem = ensure_ceiling()
             if problem:
                 skipped["ceiling"] = problem
-    elif not a.no_install and any(s.family() == "maitre" for s in servers):
+    elif not a.no_install and any(s.uses_maitre() for s in servers):
         # The report names the repository's commit: measure that build, even
         # when the rest of the set-up is skipped.
         r = sh([VENV_PY, "-m", "pip", "install", "-q", "--force-reinstall", "--no-deps", ROOT])
         if r.returncode != 0:
             for s in servers:
-                if s.family() == "maitre":
+                if s.uses_maitre():
                     skipped[s.name] = f"`pip install {ROOT}` failed (exit {r.returncode})"
     for s in servers:
         if s.name not in skipped and s.available is not None:
@@ -1315,6 +1547,8 @@ def main(argv: List[str]) -> int:
         log(f"not running {name}: {why}")
     servers = [s for s in servers if s.name not in skipped and s.name not in pending]
 
+    if any(c.data for c in chosen_cases):
+        ensure_data()
     ctx = Ctx(threads=a.threads)
     all_results: Dict[str, List[dict]] = {}
     try:
@@ -1351,7 +1585,8 @@ def main(argv: List[str]) -> int:
                    "pending": pending, "scaling_t32_t1": scaling(all_results),
                    "cases": {c.name: {"title": c.title, "connections": a.connections or
                                       c.connections, "reference": c.reference,
-                                      "bytes_per_sec": c.bytes_per_sec, "idle": c.idle}
+                                      "bytes_per_sec": c.bytes_per_sec, "idle": c.idle,
+                                      "upload": c.upload}
                              for c in chosen_cases},
                    "results": all_results}, f, indent=1)
     chart = make_chart(json_path, png_path)
