@@ -18,6 +18,8 @@ use crate::workers::queue::JobSender;
 use crate::workers::{Completion, Garbage, Job, LoopWaker, WorkerLink};
 
 pub const WAKER: Token = Token(usize::MAX);
+/// Bytes asked for per read of a request body (one buffer for the whole loop).
+const BODY_READ: usize = 256 * 1024;
 const LISTENER_BASE: usize = usize::MAX - 1 - 1024;
 
 /// How often deadlines are looked at: often enough for header_timeout to hold
@@ -98,6 +100,7 @@ pub struct EventLoop {
     garbage: Garbage,
     control: Arc<Control>,
     scratch: Vec<u8>,
+    bulk: Vec<u8>,
     /// Accepting is paused at `connection_limit` (or after EMFILE) until this clears.
     paused: bool,
     accept_retry_at: Option<Instant>,
@@ -139,6 +142,7 @@ impl EventLoop {
             listeners,
             conns: Slab::default(),
             scratch: vec![0; cfg.recv_bytes.max(4096)],
+            bulk: vec![0; BODY_READ.max(cfg.recv_bytes)],
             cfg,
             stats,
             jobs: Some(jobs),
@@ -242,6 +246,7 @@ impl EventLoop {
             jobs,
             stats: &self.stats,
             scratch: &mut self.scratch,
+            bulk: &mut self.bulk,
             stopping: self.stopping_since.is_some(),
             now: self.now,
         };

@@ -187,11 +187,16 @@ impl ConnShared {
     }
 }
 
+const BODY_NOT_BUFFERED: RequestError =
+    RequestError::Internal("the request body could not be buffered");
+
 /// A body being received, bounded by `max_request_body_size`.
 struct BodyState {
     decoder: BodyDecoder,
     spool: Spool,
     limit: u64,
+    /// A write to the spool failed during a direct read: the next `feed` says so.
+    failed: Option<RequestError>,
 }
 
 impl BodyState {
@@ -204,21 +209,39 @@ impl BodyState {
             decoder: BodyDecoder::new(framing),
             spool,
             limit: cfg.max_request_body_size,
+            failed: None,
         }
     }
 
     /// Reads from `socket` straight into the body, skipping the input buffer
-    /// and the decoder, when the rest of a declared-length body is held in
-    /// memory (its length was checked against the limit before the spool was
-    /// sized). `None` when the bytes must go through the decoder. Returns
-    /// (bytes read, bytes asked for).
-    fn read_direct(&mut self, socket: &TcpStream) -> Option<io::Result<(usize, usize)>> {
+    /// and the decoder, for a declared-length body (its length was checked
+    /// against the limit before the spool was sized): into the spool's memory
+    /// when the rest fits there, else through `bulk` into its file. `None`
+    /// when the bytes must go through the decoder. Returns (bytes read, bytes
+    /// asked for).
+    fn read_direct(
+        &mut self,
+        socket: &TcpStream,
+        bulk: &mut [u8],
+    ) -> Option<io::Result<(usize, usize)>> {
         let BodyDecoder::Length { remaining } = &mut self.decoder else {
             return None;
         };
-        let room = self.spool.spare();
-        if *remaining == 0 || *remaining > room.len() as u64 {
+        if *remaining == 0 {
             return None;
+        }
+        let room = self.spool.spare();
+        if *remaining > room.len() as u64 {
+            let want = (*remaining).min(bulk.len() as u64) as usize;
+            let buf = &mut bulk[..want];
+            return Some((&*socket).read(buf).map(|n| {
+                *remaining -= n as u64;
+                if let Err(e) = self.spool.write(&buf[..n]) {
+                    log::debug!(target: "maitre", "spooling a request body failed: {e}");
+                    self.failed = Some(BODY_NOT_BUFFERED);
+                }
+                (n, want)
+            }));
         }
         let room = &mut room[..*remaining as usize];
         let asked = room.len();
@@ -232,21 +255,20 @@ impl BodyState {
     }
 
     fn feed(&mut self, input: &[u8]) -> Result<usize, RequestError> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
         let (spool, limit) = (&mut self.spool, self.limit);
         self.decoder.feed(input, &mut |data| {
             if spool.received() + data.len() as u64 > limit {
                 return Err(RequestError::BodyTooLarge);
             }
-            spool
-                .write(data)
-                .map_err(|_| RequestError::Internal("the request body could not be buffered"))
+            spool.write(data).map_err(|_| BODY_NOT_BUFFERED)
         })
     }
 
     fn finish(self) -> Result<BodyReader, RequestError> {
-        self.spool
-            .into_reader()
-            .map_err(|_| RequestError::Internal("the request body could not be buffered"))
+        self.spool.into_reader().map_err(|_| BODY_NOT_BUFFERED)
     }
 }
 
@@ -283,6 +305,8 @@ pub struct Ctx<'a> {
     pub jobs: &'a JobSender<Job>,
     pub stats: &'a Stats,
     pub scratch: &'a mut [u8],
+    /// For reads of request bodies: large, so a big upload costs few syscalls.
+    pub bulk: &'a mut [u8],
     pub stopping: bool,
     /// When the loop woke up: precise enough for timeouts, and read once per
     /// wake-up rather than once per socket call.
@@ -579,7 +603,7 @@ impl Conn {
             if !self.may_read || !self.wants_input(ctx.cfg) {
                 return Ok(());
             }
-            match self.read_some(ctx.scratch) {
+            match self.read_some(ctx) {
                 Ok((0, _)) => {
                     self.read_closed = true;
                     return Ok(());
@@ -609,9 +633,11 @@ impl Conn {
         }
     }
 
-    /// One read: into the body itself when it can go there, else through
-    /// `scratch` into the input buffer. Returns (bytes read, bytes asked for).
-    fn read_some(&mut self, scratch: &mut [u8]) -> io::Result<(usize, usize)> {
+    /// One read: into the body itself when it can go there, else into the
+    /// input buffer through `scratch` (`bulk` for a body: a body bound for
+    /// the temporary file then goes there in writes of that size, not of
+    /// `recv_bytes`). Returns (bytes read, bytes asked for).
+    fn read_some(&mut self, ctx: &mut Ctx) -> io::Result<(usize, usize)> {
         let socket = &mut self.socket;
         let body = match &mut self.phase {
             Phase::Body { body, .. }
@@ -619,12 +645,21 @@ impl Conn {
                 body: Some(body),
                 body_requested: true,
                 ..
-            } if self.inbuf.is_empty() => Some(body),
+            } => Some(body),
             _ => None,
         };
-        if let Some(direct) = body.and_then(|b| b.read_direct(socket)) {
+        let in_body = body.is_some();
+        if let Some(direct) = body
+            .filter(|_| self.inbuf.is_empty())
+            .and_then(|b| b.read_direct(socket, ctx.bulk))
+        {
             return direct;
         }
+        let scratch = if in_body {
+            &mut *ctx.bulk
+        } else {
+            &mut *ctx.scratch
+        };
         let n = self.socket.read(scratch)?;
         if !matches!(self.phase, Phase::Closing) {
             self.inbuf.extend_from_slice(&scratch[..n]);
@@ -863,6 +898,7 @@ mod tests {
         cfg: Config,
         stats: Stats,
         scratch: Vec<u8>,
+        bulk: Vec<u8>,
         stopping: bool,
     }
 
@@ -888,6 +924,7 @@ mod tests {
                 cfg: config(),
                 stats: Stats::default(),
                 scratch: vec![0; 8192],
+                bulk: vec![0; 1 << 16],
                 stopping: false,
             }
         }
@@ -900,6 +937,7 @@ mod tests {
                     jobs: &self.jobs_tx,
                     stats: &self.stats,
                     scratch: &mut self.scratch,
+                    bulk: &mut self.bulk,
                     stopping: self.stopping,
                     now: Instant::now(),
                 },

@@ -355,23 +355,43 @@ impl BodyReader {
         }
     }
 
-    /// Reads up to `limit` bytes (all that is left with `None`); a body in
-    /// memory lends its bytes, so the caller copies them once.
-    pub fn read(&mut self, limit: Option<usize>) -> io::Result<Cow<'_, [u8]>> {
+    /// How many bytes a read of up to `limit` (all with `None`) returns.
+    pub fn wanted(&self, limit: Option<usize>) -> usize {
         let want = limit
             .map(|l| (l as u64).min(self.remaining()))
             .unwrap_or(self.remaining());
-        let want = usize::try_from(want).unwrap_or(usize::MAX);
+        usize::try_from(want).unwrap_or(usize::MAX)
+    }
+
+    /// Fills `buf` (at most `wanted`) from the body.
+    pub fn read_exact_into(&mut self, buf: &mut [u8]) -> io::Result<()> {
+        match self {
+            BodyReader::Memory { data, pos } => {
+                let start = *pos;
+                *pos += buf.len();
+                buf.copy_from_slice(&data[start..*pos]);
+            }
+            BodyReader::File { file, remaining } => {
+                file.read_exact(buf)?;
+                *remaining -= buf.len() as u64;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads up to `limit` bytes (all that is left with `None`); a body in
+    /// memory lends its bytes, so the caller copies them once.
+    pub fn read(&mut self, limit: Option<usize>) -> io::Result<Cow<'_, [u8]>> {
+        let want = self.wanted(limit);
         match self {
             BodyReader::Memory { data, pos } => {
                 let start = *pos;
                 *pos += want;
                 Ok(Cow::Borrowed(&data[start..start + want]))
             }
-            BodyReader::File { file, remaining } => {
+            BodyReader::File { .. } => {
                 let mut out = vec![0; want];
-                file.read_exact(&mut out)?;
-                *remaining -= want as u64;
+                self.read_exact_into(&mut out)?;
                 Ok(Cow::Owned(out))
             }
         }

@@ -106,6 +106,15 @@ fn limit(size: Option<isize>) -> Option<usize> {
 impl InputStream {
     #[pyo3(signature = (size = None))]
     fn read<'py>(&mut self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
+        let reader = self.reader(py)?;
+        if let BodyReader::File { .. } = reader {
+            // Straight from the file into the new bytes object: no copy between.
+            let n = reader.wanted(limit(size));
+            return PyBytes::new_with(py, n, |buf| {
+                py.detach(|| reader.read_exact_into(buf))
+                    .map_err(PyErr::from)
+            });
+        }
         self.with_reader(py, |r| r.read(limit(size)))
     }
 
