@@ -64,6 +64,7 @@ ENGINE_KEYS = {
     "ident", "expose_tracebacks", "url_scheme", "url_prefix", "server_name", "workers",
     "trusted_proxy", "trusted_proxy_count", "trusted_proxy_headers",
     "log_untrusted_proxy_headers", "clear_untrusted_proxy_headers", "log_socket_errors",
+    "strict_backlog", "metrics",
 }
 INT_ENGINE_KEYS = {
     "workers", "threads", "backlog", "connection_limit", "channel_timeout", "cleanup_interval",
@@ -83,7 +84,7 @@ def local() -> dict:
 
 
 # Options of maitre's own, after waitress's, with their defaults.
-MAITRE_ONLY = {"workers": 1}
+MAITRE_ONLY = {"workers": 1, "strict_backlog": False, "metrics": None}
 
 
 def test_table_has_waitress_options_in_order_then_maitres_own():
@@ -609,6 +610,7 @@ def test_engine_config_carries_given_values():
         "workers": 2, "trusted_proxy": "10.0.0.1", "trusted_proxy_count": 2,
         "trusted_proxy_headers": {"x-forwarded-for"}, "log_untrusted_proxy_headers": True,
         "clear_untrusted_proxy_headers": False, "log_socket_errors": False,
+        "strict_backlog": False, "metrics": None,
     }
 
 
