@@ -207,6 +207,7 @@ class Supervisor:
             except ChildProcessError:
                 pass
             self.children.pop(pid, None)
+            self.slots.pop(pid, None)
 
     def stats(self) -> "StatsDict":
         """Every worker's numbers, summed and each its own (read from the memory they
