@@ -41,6 +41,12 @@ pub struct Config {
     pub log_socket_errors: bool,
     /// One of several worker processes (`workers > 1`): `wsgi.multiprocess`.
     pub multiprocess: bool,
+    /// Worker processes (1: this process serves).
+    pub workers: usize,
+    /// A backlog the kernel clamps is an error rather than a warning.
+    pub strict_backlog: bool,
+    /// Where the metrics endpoint listens, if anywhere.
+    pub metrics: Option<SocketAddr>,
 }
 
 /// Reads one option; `extract` names the option in its error.
@@ -58,17 +64,19 @@ where
     }
 }
 
+fn numeric(host: &str, port: u16, option: &str) -> PyResult<SocketAddr> {
+    let ip: IpAddr = host.parse().map_err(|_| {
+        PyValueError::new_err(format!("{option}: {host:?} is not a numeric IP address"))
+    })?;
+    Ok(SocketAddr::new(ip, port))
+}
+
 impl Config {
     pub fn from_dict(d: &Bound<'_, PyDict>) -> PyResult<Config> {
         let listen: Vec<(String, u16)> = item(d, "listen")?;
         let listen = listen
             .into_iter()
-            .map(|(host, port)| {
-                let ip: IpAddr = host.parse().map_err(|_| {
-                    PyValueError::new_err(format!("listen: {host:?} is not a numeric IP address"))
-                })?;
-                Ok(SocketAddr::new(ip, port))
-            })
+            .map(|(host, port)| numeric(&host, port, "listen"))
             .collect::<PyResult<Vec<_>>>()?;
         if listen.is_empty() {
             return Err(PyValueError::new_err("listen: no address to listen on"));
@@ -96,6 +104,11 @@ impl Config {
             url_prefix: item(d, "url_prefix")?,
             server_name: item(d, "server_name")?,
             multiprocess: item::<usize>(d, "workers")? > 1,
+            workers: item(d, "workers")?,
+            strict_backlog: item(d, "strict_backlog")?,
+            metrics: item::<Option<(String, u16)>>(d, "metrics")?
+                .map(|(host, port)| numeric(&host, port, "metrics"))
+                .transpose()?,
             proxy: proxy_config(d)?,
             log_socket_errors: item(d, "log_socket_errors")?,
         })

@@ -15,8 +15,10 @@ use pyo3::types::PyDict;
 
 use crate::config::Config;
 use crate::event_loop::{Control, EventLoop, WAKER};
-use crate::net::listener::{somaxconn, Listener};
-use crate::stats::Stats;
+use crate::net::listener::Listener;
+use crate::stats::listen::{self, ListenViews};
+use crate::stats::report::Reporter;
+use crate::stats::{LoopStats, Region, StatsHandle};
 use crate::workers::pool::{self, WorkerShared};
 use crate::workers::queue;
 use crate::workers::{Garbage, LoopHandle, LoopWaker, WorkerLink};
@@ -48,6 +50,7 @@ fn join_prompt(threads: Vec<JoinHandle<()>>, grace: Duration) -> usize {
 struct Bound_ {
     poll: Poll,
     listeners: Vec<Listener>,
+    metrics: Option<Listener>,
 }
 
 /// Set when the event loop thread has finished (also if it panicked).
@@ -69,10 +72,70 @@ impl Drop for SetOnDrop {
 /// The listening sockets, bound (and `listen()`ed) before any thread or
 /// process exists: worker processes forked afterwards inherit them and share
 /// one accept queue, so a worker that dies takes no queued connection with it.
+/// The stats region is made here too, before fork, for the same reason.
 #[pyclass(module = "maitre._maitre")]
 pub struct Listeners {
     sockets: Mutex<Option<Vec<Listener>>>,
+    metrics: Mutex<Option<Listener>>,
     effective: Vec<(String, u16)>,
+    effective_metrics: Option<(String, u16)>,
+    /// What the supervising parent reports (the workers count into `region`).
+    reporter: Reporter,
+}
+
+fn bind(addr: std::net::SocketAddr, backlog: i32) -> PyResult<Listener> {
+    Listener::bind(addr, backlog).map_err(|e| {
+        let text = format!("could not listen on {addr}: {e}");
+        // OSError(errno, text) sets .errno: callers check EADDRINUSE.
+        match e.raw_os_error() {
+            Some(errno) => PyOSError::new_err((errno, text)),
+            None => PyOSError::new_err(text),
+        }
+    })
+}
+
+fn host_port(addr: std::net::SocketAddr) -> (String, u16) {
+    (addr.ip().to_string(), addr.port())
+}
+
+/// Checked before binding: with `strict_backlog`, a backlog the kernel would
+/// clamp is refused.
+fn refuse_clamped_backlog(cfg: &Config) -> PyResult<()> {
+    match listen::somaxconn() {
+        Some(max) if cfg.strict_backlog && cfg.backlog > max => {
+            Err(PyValueError::new_err(format!(
+                "backlog={} is more than the kernel allows: somaxconn={} would clamp it \
+                 (strict_backlog is set). Raise it with `{}`, or lower backlog",
+                cfg.backlog,
+                max,
+                listen::somaxconn_sysctl(cfg.backlog)
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Checked after binding, with the backlog in force read back where the OS
+/// tells it: a clamped backlog is one WARNING.
+fn warn_clamped_backlog(cfg: &Config, views: &ListenViews) {
+    let clamped = views
+        .read()
+        .into_iter()
+        .find(|l| l.backlog_effective.is_some_and(|b| b < cfg.backlog));
+    if let Some(l) = clamped {
+        log::warn!(
+            target: "maitre",
+            "backlog={} requested but the kernel caps it at somaxconn={}: the backlog in force \
+             on {} is {}, so connections past that are refused while maitre is busy. Raise \
+             the cap with `{}` (persist it in /etc/sysctl.d/), or set strict_backlog to refuse \
+             to start",
+            cfg.backlog,
+            views.somaxconn().map_or_else(|| "?".to_owned(), |m| m.to_string()),
+            l.address,
+            l.backlog_effective.unwrap_or_default(),
+            listen::somaxconn_sysctl(cfg.backlog)
+        );
+    }
 }
 
 #[pymethods]
@@ -80,40 +143,30 @@ impl Listeners {
     #[new]
     fn new(config: &Bound<'_, PyDict>) -> PyResult<Self> {
         crate::refresh_logging();
+        crate::stats::init_clock();
         let cfg = Config::from_dict(config)?;
-        if let Some(max) = somaxconn() {
-            if cfg.backlog > max {
-                log::warn!(
-                    target: "maitre",
-                    "backlog={} is more than the kernel allows: listen() clamps it to \
-                     net.core.somaxconn={} (raise it with `sysctl -w net.core.somaxconn={}`)",
-                    cfg.backlog,
-                    max,
-                    cfg.backlog
-                );
-            }
-        }
+        refuse_clamped_backlog(&cfg)?;
+        crate::os::limits::ensure_fds(cfg.connection_limit);
         let sockets = cfg
             .listen
             .iter()
-            .map(|&addr| {
-                Listener::bind(addr, cfg.backlog).map_err(|e| {
-                    let text = format!("could not listen on {addr}: {e}");
-                    // OSError(errno, text) sets .errno: callers check EADDRINUSE.
-                    match e.raw_os_error() {
-                        Some(errno) => PyOSError::new_err((errno, text)),
-                        None => PyOSError::new_err(text),
-                    }
-                })
-            })
+            .map(|&addr| bind(addr, cfg.backlog))
             .collect::<PyResult<Vec<_>>>()?;
-        let effective = sockets
-            .iter()
-            .map(|l| (l.addr.ip().to_string(), l.addr.port()))
-            .collect();
+        let views = Arc::new(ListenViews::new(&sockets, cfg.backlog));
+        warn_clamped_backlog(&cfg, &views);
+        let metrics = cfg.metrics.map(|addr| bind(addr, 64)).transpose()?;
+        let effective = sockets.iter().map(|l| host_port(l.addr)).collect();
         Ok(Listeners {
             sockets: Mutex::new(Some(sockets)),
             effective,
+            effective_metrics: metrics.as_ref().map(|l| host_port(l.addr)),
+            metrics: Mutex::new(metrics),
+            reporter: Reporter {
+                region: Arc::new(Region::new(cfg.workers)?),
+                own: None,
+                views,
+                connection_limit: cfg.connection_limit,
+            },
         })
     }
 
@@ -123,9 +176,22 @@ impl Listeners {
         self.effective.clone()
     }
 
+    /// The metrics endpoint's `(host, port)`, if `metrics` is set.
+    #[getter]
+    fn effective_metrics(&self) -> Option<(String, u16)> {
+        self.effective_metrics.clone()
+    }
+
+    /// Every worker process's numbers and the sockets', as JSON.
+    fn stats_json(&self) -> String {
+        self.reporter.json()
+    }
+
     /// Closes the sockets (when no engine took them over).
     fn close(&self) {
+        self.reporter.views.forget();
         self.sockets.lock().take();
+        self.metrics.lock().take();
     }
 }
 
@@ -133,7 +199,9 @@ impl Listeners {
 pub struct Engine {
     app: Py<PyAny>,
     cfg: Arc<Config>,
-    stats: Arc<Stats>,
+    stats: StatsHandle,
+    views: Arc<ListenViews>,
+    reporter: Arc<Reporter>,
     control: Arc<Control>,
     bound: Mutex<Option<Bound_>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -142,12 +210,15 @@ pub struct Engine {
 
 #[pymethods]
 impl Engine {
-    /// Serves `app` on the sockets of `listeners`, which it takes over.
+    /// Serves `app` on the sockets of `listeners`, which it takes over;
+    /// counts into slot `worker_slot` (of `workers`) of their stats region.
     #[new]
+    #[pyo3(signature = (app, config, listeners, worker_slot = 0))]
     fn new(
         app: Py<PyAny>,
         config: &Bound<'_, PyDict>,
         listeners: &Bound<'_, Listeners>,
+        worker_slot: usize,
     ) -> PyResult<Self> {
         crate::refresh_logging();
         let cfg = Config::from_dict(config)?;
@@ -157,12 +228,31 @@ impl Engine {
                 "these listeners are already in use",
             ));
         };
+        let region = Arc::clone(&listeners.reporter.region);
+        let Some(stats) = StatsHandle::new(region, worker_slot) else {
+            return Err(PyValueError::new_err(format!(
+                "worker_slot {worker_slot} is not below workers={}",
+                cfg.workers
+            )));
+        };
+        stats.claim(cfg.threads);
+        // This process's own view: the parent's may be locked across fork.
+        let views = Arc::new(ListenViews::new(&sockets, cfg.backlog));
+        let reporter = Arc::new(Reporter {
+            region: Arc::clone(stats.region()),
+            own: Some(stats.slot()),
+            views: Arc::clone(&views),
+            connection_limit: cfg.connection_limit,
+        });
+        let metrics = listeners.metrics.lock().take();
         let poll = Poll::new()?;
         let waker = Waker::new(poll.registry(), WAKER)?;
         Ok(Engine {
             app,
             cfg: Arc::new(cfg),
-            stats: Arc::new(Stats::default()),
+            stats,
+            views,
+            reporter,
             control: Arc::new(Control {
                 waker: Arc::new(LoopWaker::new(waker)),
                 stop: Default::default(),
@@ -170,6 +260,7 @@ impl Engine {
             bound: Mutex::new(Some(Bound_ {
                 poll,
                 listeners: sockets,
+                metrics,
             })),
             threads: Mutex::new(Vec::new()),
             finished: Arc::new(Finished::default()),
@@ -178,7 +269,12 @@ impl Engine {
 
     /// Starts the event loop and the worker threads; returns at once.
     fn start(&self, py: Python<'_>) -> PyResult<()> {
-        let Some(Bound_ { poll, listeners }) = self.bound.lock().take() else {
+        let Some(Bound_ {
+            poll,
+            listeners,
+            metrics,
+        }) = self.bound.lock().take()
+        else {
             return Err(PyRuntimeError::new_err(
                 "the server was already started or closed",
             ));
@@ -195,7 +291,11 @@ impl Engine {
             poll,
             listeners,
             Arc::clone(&self.cfg),
-            Arc::clone(&self.stats),
+            LoopStats {
+                stats: self.stats.clone(),
+                views: Arc::clone(&self.views),
+                metrics: metrics.map(|l| (l.socket, Arc::clone(&self.reporter))),
+            },
             WorkerLink {
                 jobs: job_tx,
                 completions: done_rx,
@@ -206,7 +306,7 @@ impl Engine {
         let shared = Arc::new(WorkerShared {
             app: self.app.clone_ref(py),
             cfg: Arc::clone(&self.cfg),
-            stats: Arc::clone(&self.stats),
+            stats: self.stats.clone(),
             jobs: job_rx,
             handle: LoopHandle {
                 completions: done_tx,
@@ -290,13 +390,9 @@ impl Engine {
         self.control.waker.wake();
     }
 
-    /// Live counters: connections, requests, queue depth, errors.
-    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let d = PyDict::new(py);
-        for (k, v) in self.stats.snapshot() {
-            d.set_item(k, v)?;
-        }
-        Ok(d)
+    /// The live numbers as JSON (see `stats::report`).
+    fn stats_json(&self) -> String {
+        self.reporter.json()
     }
 }
 

@@ -13,7 +13,10 @@ use mio::{Events, Interest, Poll, Token};
 use crate::config::Config;
 use crate::conn::{Conn, ConnId, Ctx, Next};
 use crate::net::listener::Listener;
-use crate::stats::{decr, incr, Stats};
+use crate::stats::endpoint::Endpoint;
+use crate::stats::listen::ListenViews;
+use crate::stats::watch::Watch;
+use crate::stats::{decr, incr, Closed, LoopStats, StatsHandle};
 use crate::workers::queue::JobSender;
 use crate::workers::{Completion, Garbage, Job, LoopWaker, WorkerLink};
 
@@ -93,7 +96,10 @@ pub struct EventLoop {
     listeners: Vec<Listener>,
     conns: Slab,
     cfg: Arc<Config>,
-    stats: Arc<Stats>,
+    stats: StatsHandle,
+    views: Arc<ListenViews>,
+    endpoint: Option<Endpoint>,
+    watch: Watch,
     jobs: Option<JobSender<Job>>,
     completions: Receiver<Completion>,
     /// Written `bytes` objects on their way back to the workers: only looked at.
@@ -118,7 +124,7 @@ impl EventLoop {
         poll: Poll,
         listeners: Vec<Listener>,
         cfg: Arc<Config>,
-        stats: Arc<Stats>,
+        stats: LoopStats,
         link: WorkerLink,
         control: Arc<Control>,
     ) -> io::Result<Self> {
@@ -137,6 +143,20 @@ impl EventLoop {
         }
         let next_cleanup = Instant::now() + cfg.cleanup_interval;
         let next_deadline_sweep = Instant::now() + deadline_sweep(&cfg);
+        let LoopStats {
+            stats,
+            views,
+            metrics,
+        } = stats;
+        let endpoint = match metrics {
+            Some((listener, reporter)) => Some(Endpoint::new(
+                listener,
+                reporter,
+                poll.registry(),
+                LISTENER_BASE,
+            )?),
+            None => None,
+        };
         Ok(EventLoop {
             poll,
             listeners,
@@ -145,6 +165,9 @@ impl EventLoop {
             bulk: vec![0; BODY_READ.max(cfg.recv_bytes)],
             cfg,
             stats,
+            views,
+            endpoint,
+            watch: Watch::new(Instant::now()),
             jobs: Some(jobs),
             completions,
             garbage,
@@ -181,6 +204,11 @@ impl EventLoop {
                 match event.token() {
                     WAKER => self.control.waker.clear(),
                     Token(t) if t >= LISTENER_BASE => self.accept(t - LISTENER_BASE),
+                    token if self.endpoint.as_ref().is_some_and(|e| e.owns(token)) => {
+                        if let Some(endpoint) = &mut self.endpoint {
+                            endpoint.on_event(self.poll.registry(), token);
+                        }
+                    }
                     Token(t) => {
                         if let Some(conn) = self.conns.by_token(t) {
                             let id = conn.id;
@@ -212,7 +240,7 @@ impl EventLoop {
             }
         }
         for id in self.conns.ids() {
-            self.close(id);
+            self.close_as(id, Some(Closed::Server));
         }
         // Dropping the job sender lets idle workers leave their wait.
         self.jobs = None;
@@ -230,7 +258,7 @@ impl EventLoop {
         if let Some(at) = self.accept_retry_at {
             timeout = timeout.min(at.saturating_duration_since(now));
         }
-        timeout
+        timeout.min(self.watch.next().saturating_duration_since(now))
     }
 
     /// Runs `f` on a live connection with a context, then acts on its answer.
@@ -250,7 +278,17 @@ impl EventLoop {
             stopping: self.stopping_since.is_some(),
             now: self.now,
         };
-        match f(conn, &mut ctx) {
+        let next = f(conn, &mut ctx);
+        // Idle keep-alive connections are counted as they come and go.
+        if next == Next::Keep && conn.is_idle() != conn.counted_idle {
+            conn.counted_idle = !conn.counted_idle;
+            if conn.counted_idle {
+                incr(&self.stats.lp.connections_idle);
+            } else {
+                decr(&self.stats.lp.connections_idle);
+            }
+        }
+        match next {
             Next::Keep => {}
             Next::Close => self.close(id),
             Next::Linger => self.lingering.push(id),
@@ -270,15 +308,9 @@ impl EventLoop {
         }
         loop {
             if self.conns.len >= self.cfg.connection_limit {
+                // Logged once per episode by `Watch`.
                 self.paused = true;
-                incr(&self.stats.connection_limit_pauses);
-                log::warn!(
-                    target: "maitre",
-                    "connection limit reached ({} open, connection_limit={}): new connections \
-                     wait in the listen backlog until one closes",
-                    self.conns.len,
-                    self.cfg.connection_limit
-                );
+                self.stats.limit_paused(true, self.now);
                 return;
             }
             let Some(listener) = self.listeners.get(index) else {
@@ -301,18 +333,18 @@ impl EventLoop {
                     }
                     self.conns
                         .insert(Conn::new(stream, id, peer, server_port, &self.cfg));
-                    incr(&self.stats.connections_accepted);
-                    incr(&self.stats.connections_open);
+                    incr(&self.stats.lp.connections_accepted);
+                    incr(&self.stats.lp.connections_open);
                     // Edge-triggered: data may have arrived before registration.
                     self.with_conn(id, |conn, ctx| conn.on_event(ctx, true, true));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if is_fd_exhaustion(&e) => {
-                    log::warn!(
-                        target: "maitre",
-                        "cannot accept: {e} (raise the file descriptor limit, `ulimit -n`, \
-                         or lower connection_limit); retrying in 100 ms"
-                    );
+                    // Logged once per episode by `Watch`; retried every 100 ms.
+                    log::debug!(target: "maitre", "cannot accept: {e}");
+                    if self.stats.lp.fd_paused.swap(1, Ordering::Relaxed) == 0 {
+                        incr(&self.stats.lp.fd_pauses);
+                    }
                     self.paused = true;
                     self.accept_retry_at = Some(Instant::now() + Duration::from_millis(100));
                     return;
@@ -330,23 +362,34 @@ impl EventLoop {
     fn resume_accepting(&mut self) {
         self.paused = false;
         self.accept_retry_at = None;
+        self.stats.limit_paused(false, self.now);
+        self.stats.lp.fd_paused.store(0, Ordering::Relaxed);
         for i in 0..self.listeners.len() {
             self.accept(i);
         }
     }
 
     fn close(&mut self, id: ConnId) {
+        self.close_as(id, None);
+    }
+
+    /// Closes a connection, counted as closed for `why` (by default what
+    /// the connection says).
+    fn close_as(&mut self, id: ConnId, why: Option<Closed>) {
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
         conn.closed();
+        let why = why.unwrap_or_else(|| conn.close_reason());
+        if conn.counted_idle {
+            decr(&self.stats.lp.connections_idle);
+        }
         let index = id.index as usize;
         if let Some(conn) = self.conns.remove(index) {
             self.release(conn);
         }
-        decr(&self.stats.connections_open);
+        self.stats.closed(why);
         if self.paused && self.accept_retry_at.is_none() && self.stopping_since.is_none() {
-            log::info!(target: "maitre", "below connection_limit again: accepting");
             self.resume_accepting();
         }
     }
@@ -367,6 +410,8 @@ impl EventLoop {
 
     fn begin_shutdown(&mut self) {
         self.stopping_since = Some(Instant::now());
+        self.stats.lp.draining.store(1, Ordering::Relaxed);
+        self.views.forget();
         for mut l in self.listeners.drain(..) {
             let _ = self.poll.registry().deregister(&mut l.socket);
         }
@@ -396,7 +441,7 @@ impl EventLoop {
                 .collect();
             self.lingering.retain(|id| !done.contains(id));
             for id in done {
-                self.close(id);
+                self.close_as(id, Some(Closed::Server));
             }
         }
         if now >= self.next_deadline_sweep {
@@ -414,10 +459,14 @@ impl EventLoop {
                 self.with_conn(id, |conn, ctx| conn.on_deadline(ctx));
             }
         }
+        self.watch.tick(now, &self.stats, &self.cfg, &self.views);
         if now < self.next_cleanup {
             return;
         }
         self.next_cleanup = now + self.cfg.cleanup_interval;
+        if let Some(endpoint) = &mut self.endpoint {
+            endpoint.expire(now);
+        }
         let timeout = self.cfg.channel_timeout;
         let expired: Vec<ConnId> = self
             .conns
@@ -429,7 +478,7 @@ impl EventLoop {
             .collect();
         for id in expired {
             log::debug!(target: "maitre", "closing a connection idle for over {timeout:?}");
-            self.close(id);
+            self.close_as(id, Some(Closed::Timeout));
         }
     }
 }

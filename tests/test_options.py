@@ -65,6 +65,7 @@ ENGINE_KEYS = {
     "trusted_proxy", "trusted_proxy_count", "trusted_proxy_headers",
     "log_untrusted_proxy_headers", "clear_untrusted_proxy_headers", "log_socket_errors",
     "header_timeout", "graceful_timeout",
+    "strict_backlog", "metrics",
 }
 INT_ENGINE_KEYS = {
     "workers", "threads", "backlog", "connection_limit", "channel_timeout", "cleanup_interval",
@@ -85,7 +86,10 @@ def local() -> dict:
 
 
 # Options of maitre's own, after waitress's, with their defaults.
-MAITRE_ONLY = {"workers": 1, "header_timeout": 10, "graceful_timeout": 30}
+MAITRE_ONLY = {
+    "workers": 1, "header_timeout": 10, "graceful_timeout": 30, "strict_backlog": False,
+    "metrics": None,
+}
 
 
 def test_table_has_waitress_options_in_order_then_maitres_own():
@@ -613,6 +617,7 @@ def test_engine_config_carries_given_values():
         "trusted_proxy_headers": {"x-forwarded-for"}, "log_untrusted_proxy_headers": True,
         "clear_untrusted_proxy_headers": False, "log_socket_errors": False,
         "header_timeout": 4, "graceful_timeout": 5,
+        "strict_backlog": False, "metrics": None,
     }
 
 

@@ -6,14 +6,18 @@
 
 from __future__ import annotations
 
+import json
 import logging
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Tuple
 
 from maitre._maitre import Engine, Listeners, __version__
 from maitre._stopping import run_engine, sigterm_stops
 from maitre._systemd import notify
 from maitre.options import Options
 from maitre.supervisor import Supervisor
+
+if TYPE_CHECKING:
+    from maitre._maitre import StatsDict
 
 __all__ = ["serve", "create_server", "Server", "Options", "__version__"]
 
@@ -49,6 +53,11 @@ class Server:
     def effective_listen(self) -> List[Tuple[str, int]]:
         """Every ``(host, port)`` actually bound, in ``listen`` order."""
         return list(self._listeners.effective_listen)
+
+    @property
+    def effective_metrics(self) -> Optional[Tuple[str, int]]:
+        """The metrics endpoint's ``(host, port)``, or None without ``metrics``."""
+        return self._listeners.effective_metrics
 
     @property
     def effective_host(self) -> str:
@@ -99,13 +108,15 @@ class Server:
             assert self._engine is not None
             self._engine.close()
 
-    def stats(self) -> Dict[str, int]:
-        """Live counters: the engine's (connections, requests, queue depth), or with
-        worker processes the parent's (workers alive, restarts)."""
+    def stats(self) -> "StatsDict":
+        """The live numbers (see README, "Live numbers"): listeners, connections,
+        requests, threads and latency histograms; with worker processes their sum, each
+        worker's own under ``"workers"``, and the parent's under ``"supervisor"``."""
         if self._supervisor is not None:
             return self._supervisor.stats()
         assert self._engine is not None
-        return dict(self._engine.stats())
+        stats: "StatsDict" = json.loads(self._engine.stats_json())
+        return stats
 
 
 def create_server(app: Callable[..., Any], **kw: Any) -> Server:

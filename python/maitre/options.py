@@ -557,6 +557,19 @@ OPTIONS: Tuple[Option, ...] = (
         "close at once) before closing what is left; the same signal again stops at once.",
         _E, "Tuning",
     ),
+    Option(
+        "strict_backlog", _BOOL, False,
+        "maitre only: refuse to start when the kernel would clamp backlog to its cap "
+        "(net.core.somaxconn, kern.ipc.somaxconn) instead of logging a warning.",
+        _E, "Tuning",
+    ),
+    Option(
+        "metrics", _TextOrNone("HOST:PORT"), None,
+        "maitre only: address of a separate listener serving /metrics (Prometheus), "
+        "/stats (JSON), /health/live, /health/ready and a live status page at /. Off by "
+        "default; keep it on a private address (port 9100 if none is given).",
+        _E, "Tuning",
+    ),
 )
 
 OPTIONS_BY_NAME: Dict[str, Option] = {option.name: option for option in OPTIONS}
@@ -695,6 +708,9 @@ class Options:
     workers: int
     header_timeout: int
     graceful_timeout: int
+    strict_backlog: bool
+    metrics: Optional[str]
+    metrics_listen: Optional[Address]
 
     def __init__(self, **kw: Any) -> None:
         """Convert and validate ``kw``; see the class docstring."""
@@ -743,6 +759,11 @@ class Options:
         self.listen = resolve_listen(
             self.listen_spec, self.port, self.ipv4, self.ipv6, option_name=where
         )
+        self.metrics_listen = None
+        if self.metrics is not None:
+            self.metrics_listen = resolve_listen(
+                [self.metrics], 9100, self.ipv4, self.ipv6, option_name="metrics"
+            )[0]
 
     def _check_proxy_options(self) -> None:
         """waitress's rules for the proxy options, with its defaults filled in."""
@@ -778,13 +799,15 @@ class Options:
         """The dict the Rust engine takes: every ``Support.ENGINE`` option, typed.
 
         ``listen`` is the resolved list of ``(numeric_host, port)`` tuples (IPv6 without
-        brackets); ``ident`` is ``None`` when it was given empty.
+        brackets), ``metrics`` one such tuple or ``None``; ``ident`` is ``None`` when it
+        was given empty.
         """
         config: Dict[str, Any] = {}
         for option in OPTIONS:
             if option.support is Support.ENGINE:
                 config[option.name] = getattr(self, option.name)
         config["listen"] = [(host, port) for host, port in self.listen]
+        config["metrics"] = self.metrics_listen
         return config
 
     def as_dict(self) -> Dict[str, Any]:

@@ -19,17 +19,21 @@ behaves the same on every Unix (``SO_REUSEPORT`` balances only on Linux).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
 import threading
 import time
-from typing import Any, Callable, Dict, Iterable, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Optional, Tuple
 
 from maitre import _maitre
 from maitre._maitre import Engine, Listeners
 from maitre._stopping import STOP_SIGNALS, raise_system_exit, run_engine
 from maitre._systemd import notify
+
+if TYPE_CHECKING:
+    from maitre._maitre import StatsDict
 
 logger = logging.getLogger("maitre")
 
@@ -40,10 +44,11 @@ _RESTART_PAUSE = 1.0
 
 
 def serve_in_worker(
-    app: Callable[..., Any], config: Dict[str, Any], listeners: Listeners
+    app: Callable[..., Any], config: Dict[str, Any], listeners: Listeners, slot: int
 ) -> None:
-    """Runs one worker's engine until it is told to stop (in the forked child)."""
-    run_engine(Engine(app, config, listeners))
+    """Runs one worker's engine until it is told to stop (in the forked child),
+    counting into stats slot ``slot``."""
+    run_engine(Engine(app, config, listeners, slot))
 
 
 def _become_worker(
@@ -93,13 +98,15 @@ class Supervisor:
         self.workers = workers
         self.stop_timeout = stop_timeout
         self.children: Dict[int, float] = {}  # pid -> start time
+        # pid -> stats slot: a replacement counts on where the dead worker stopped.
+        self.slots: Dict[int, int] = {}
         self.restarts = 0
         self.stop_requested = threading.Event()
         # Without PR_SET_PDEATHSIG, a pipe whose read end reaches EOF in each
         # worker when the parent dies.
         self._lifeline: Optional[Tuple[int, int]] = None
 
-    def _spawn(self) -> None:
+    def _spawn(self, slot: int) -> None:
         parent = os.getpid()
         # Held back until the pid is recorded (a signal handled in between would
         # lose the worker) and, in the worker, until its own handlers are set.
@@ -110,7 +117,7 @@ class Supervisor:
                 code = 0
                 try:
                     if _become_worker(parent, self._lifeline, mask):
-                        serve_in_worker(self.app, self.config, self.listeners)
+                        serve_in_worker(self.app, self.config, self.listeners, slot)
                 except SystemExit:  # SIGTERM during start-up, or a second one
                     pass
                 except BaseException:
@@ -120,6 +127,7 @@ class Supervisor:
                     logging.shutdown()
                     os._exit(code)
             self.children[pid] = time.monotonic()
+            self.slots[pid] = slot
             logger.info("Started worker process %d", pid)
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
@@ -134,8 +142,8 @@ class Supervisor:
             self._lifeline = os.pipe()
         try:
             try:
-                for _ in range(self.workers):
-                    self._spawn()
+                for slot in range(self.workers):
+                    self._spawn(slot)
                 notify("READY=1")
                 while not self.stop_requested.is_set():
                     if not self._reap(restart=True):
@@ -164,6 +172,7 @@ class Supervisor:
         if pid == 0 or pid not in self.children:
             return False
         started = self.children.pop(pid)
+        slot = self.slots.pop(pid)
         if restart:
             logger.warning(
                 "Worker process %d %s; starting a new one", pid, _describe_exit(status)
@@ -172,7 +181,7 @@ class Supervisor:
                 self.stop_requested.wait(_RESTART_PAUSE)
             if not self.stop_requested.is_set():
                 self.restarts += 1
-                self._spawn()
+                self._spawn(slot)
         return True
 
     def _stop_all(self) -> None:
@@ -201,14 +210,18 @@ class Supervisor:
             except ChildProcessError:
                 pass
             self.children.pop(pid, None)
+            self.slots.pop(pid, None)
 
-    def stats(self) -> Dict[str, int]:
-        """What the parent knows: how many workers run, and how many were replaced."""
-        return {
+    def stats(self) -> "StatsDict":
+        """Every worker's numbers, summed and each its own (read from the memory they
+        share with the parent), and the parent's: workers alive, restarts."""
+        stats: "StatsDict" = json.loads(self.listeners.stats_json())
+        stats["supervisor"] = {
             "workers": self.workers,
-            "workers_alive": len(self.children),
-            "worker_restarts": self.restarts,
+            "alive": len(self.children),
+            "restarts": self.restarts,
         }
+        return stats
 
 
 def _signal(pid: int, signum: int) -> None:

@@ -21,7 +21,7 @@ use crate::http::parse::{parse_head, BodyFraming, RequestHead};
 use crate::http::response::{simple_response, CONTINUE};
 use crate::http::{RequestError, Version};
 use crate::net::socket_error;
-use crate::stats::{incr, Stats};
+use crate::stats::{add, incr, Closed, Stats};
 use crate::workers::queue::JobSender;
 use crate::workers::{Completion, Job, JobBody, Kind, Piece};
 use outbuf::OutBuffer;
@@ -340,6 +340,12 @@ pub struct Conn {
     /// Input may still be arriving that we will never read: linger on close.
     discard_input: bool,
     pub linger_until: Option<Instant>,
+    /// A socket error broke the connection (for `close_reason`).
+    errored: bool,
+    /// Closed for missing `deadline` (see `on_deadline`).
+    missed_deadline: bool,
+    /// Counted in `connections_idle` (kept by the loop, see `is_idle`).
+    pub counted_idle: bool,
 }
 
 impl Conn {
@@ -368,13 +374,29 @@ impl Conn {
             eof_pending: true,
             discard_input: false,
             linger_until: None,
+            errored: false,
+            missed_deadline: false,
+            counted_idle: false,
         }
     }
 
-    /// No request in progress and nothing to write.
-    #[cfg(test)]
-    fn is_idle(&self) -> bool {
+    /// No request in progress and nothing to write: an idle keep-alive
+    /// connection (or one that has not sent its first request yet).
+    pub fn is_idle(&self) -> bool {
         matches!(self.phase, Phase::Head) && self.inbuf.is_empty() && self.out.is_empty()
+    }
+
+    /// Why the connection is closing, when the loop closes it after driving it.
+    pub fn close_reason(&self) -> Closed {
+        if self.errored {
+            Closed::Error
+        } else if self.missed_deadline {
+            Closed::HeaderTimeout
+        } else if self.read_closed {
+            Closed::Client
+        } else {
+            Closed::Server
+        }
     }
 
     /// An inactive connection may be timed out unless the app is working for
@@ -436,9 +458,13 @@ impl Conn {
             .progress(written, taken, self.out.in_memory(), limits);
         match pushed {
             Ok(0) => {}
-            Ok(_) => self.last_activity = ctx.now,
+            Ok(n) => {
+                add(&ctx.stats.lp.bytes_out, n as u64);
+                self.last_activity = ctx.now;
+            }
             Err(e) => {
                 socket_error(ctx.cfg, "writing to", self.peer, &e);
+                self.errored = true;
                 return Next::Close;
             }
         }
@@ -497,11 +523,11 @@ impl Conn {
         self.deadline = None;
         match &mut self.phase {
             Phase::Head if self.inbuf.is_empty() && self.out.is_empty() => {
-                incr(&ctx.stats.connections_header_timeout);
+                self.missed_deadline = true;
                 return Next::Close;
             }
             Phase::Head => {
-                incr(&ctx.stats.connections_header_timeout);
+                self.missed_deadline = true;
                 self.reject(ctx, RequestError::HeadTimeout);
             }
             Phase::InFlight {
@@ -509,7 +535,7 @@ impl Conn {
                 body_requested: true,
                 ..
             } => {
-                incr(&ctx.stats.connections_header_timeout);
+                self.missed_deadline = true;
                 *body = None;
                 self.discard_input = true;
                 self.shared.deliver_body(Err(RequestError::BadRequest(
@@ -534,10 +560,12 @@ impl Conn {
             let held_back = self.held_back(ctx.cfg);
             if let Err(e) = self.read_and_advance(ctx) {
                 socket_error(ctx.cfg, "reading from", self.peer, &e);
+                self.errored = true;
                 return Next::Close;
             }
-            if let Err(e) = self.flush(ctx.cfg, ctx.now) {
+            if let Err(e) = self.flush(ctx) {
                 socket_error(ctx.cfg, "writing to", self.peer, &e);
+                self.errored = true;
                 return Next::Close;
             }
             // Output drained below the watermark: requests held back go on.
@@ -609,6 +637,7 @@ impl Conn {
                     return Ok(());
                 }
                 Ok((n, asked)) => {
+                    add(&ctx.stats.lp.bytes_in, n as u64);
                     self.last_activity = ctx.now;
                     match self.phase {
                         Phase::Head if self.deadline.is_none() => {
@@ -803,9 +832,9 @@ impl Conn {
             peer: self.peer,
             server_port: self.server_port,
             keep_alive,
+            queued_at: ctx.now,
         };
-        incr(&ctx.stats.requests);
-        incr(&ctx.stats.requests_in_queue);
+        ctx.stats.enqueue(ctx.now);
         self.phase = Phase::InFlight {
             body: None,
             body_requested: false,
@@ -819,8 +848,9 @@ impl Conn {
 
     /// Answers a request the app will never see, then closes.
     fn reject(&mut self, ctx: &mut Ctx, e: RequestError) {
-        incr(&ctx.stats.requests_rejected);
         let (code, reason) = e.status();
+        incr(&ctx.stats.lp.bad_requests);
+        ctx.stats.count_status(code);
         log::debug!(target: "maitre", "{} from {}: {}", code, self.peer, e.detail());
         let response = simple_response(
             Version::Http11,
@@ -837,12 +867,13 @@ impl Conn {
     }
 
     /// Writes queued output until done or the socket is full.
-    fn flush(&mut self, cfg: &Config, now: Instant) -> io::Result<()> {
+    fn flush(&mut self, ctx: &Ctx) -> io::Result<()> {
         let n = self.out.write_to(&mut self.socket)?;
         if n > 0 {
-            let limits = OutputLimits::new(cfg);
+            add(&ctx.stats.lp.bytes_out, n as u64);
+            let limits = OutputLimits::new(ctx.cfg);
             self.shared.progress(n, 0, self.out.in_memory(), limits);
-            self.last_activity = now;
+            self.last_activity = ctx.now;
         }
         Ok(())
     }
@@ -885,6 +916,9 @@ mod tests {
             url_prefix: String::new(),
             server_name: "x".into(),
             multiprocess: false,
+            workers: 1,
+            strict_backlog: false,
+            metrics: None,
             proxy: Default::default(),
             log_socket_errors: true,
         }

@@ -32,19 +32,3 @@ impl Listener {
         })
     }
 }
-
-/// The kernel's cap on any listen backlog (`net.core.somaxconn`), where the OS
-/// exposes it; `listen()` silently clamps to it.
-#[cfg(target_os = "linux")]
-pub fn somaxconn() -> Option<i32> {
-    std::fs::read_to_string("/proc/sys/net/core/somaxconn")
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-}
-
-#[cfg(not(target_os = "linux"))]
-pub fn somaxconn() -> Option<i32> {
-    None
-}

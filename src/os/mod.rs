@@ -1,8 +1,9 @@
 //! What maitre asks of the operating system, each the best way a platform
 //! offers with a fallback elsewhere: process and thread settings (malloc,
 //! scheduling, dying with the parent on Linux), private anonymous temporary
-//! files, and sending a file straight to a socket.
+//! files, sending a file straight to a socket, and enough file descriptors.
 
+pub mod limits;
 pub mod malloc;
 #[cfg(target_os = "linux")]
 pub mod parent;

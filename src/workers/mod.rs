@@ -8,6 +8,7 @@ pub mod queue;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
 use mio::Waker;
@@ -31,6 +32,8 @@ pub struct Job {
     pub server_port: u16,
     /// The connection may carry another request after this one.
     pub keep_alive: bool,
+    /// When its head was complete (for the queue wait and the request time).
+    pub queued_at: Instant,
 }
 
 pub enum JobBody {

@@ -6,11 +6,12 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use pyo3::prelude::*;
 
 use crate::config::Config;
-use crate::stats::{decr, incr, Stats};
+use crate::stats::{incr, StatsHandle};
 use crate::workers::queue::JobReceiver;
 use crate::workers::{Completion, Job, Kind, LoopHandle, Pieces};
 use crate::wsgi::task::Task;
@@ -19,7 +20,7 @@ use crate::wsgi::WsgiContext;
 pub struct WorkerShared {
     pub app: Py<PyAny>,
     pub cfg: Arc<Config>,
-    pub stats: Arc<Stats>,
+    pub stats: StatsHandle,
     pub jobs: JobReceiver<Job>,
     pub handle: LoopHandle,
 }
@@ -68,7 +69,7 @@ fn run(shared: &WorkerShared) {
         // for it), so a sent body is freed at once.
         let release = || shared.handle.garbage.release(py);
         while let Some(job) = shared.jobs.next(py, release) {
-            decr(&shared.stats.requests_in_queue);
+            shared.stats.dequeue(job.queued_at, Instant::now());
             release();
             let req = job.req;
             let task = Task::new(py, &ctx, shared, job);
@@ -81,7 +82,7 @@ fn run(shared: &WorkerShared) {
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_default();
                 log::error!(target: "maitre", "internal error while serving a request ({why}); closing its connection");
-                incr(&shared.stats.app_errors);
+                incr(&shared.stats.wk.app_errors);
                 shared.handle.send(Completion {
                     req,
                     data: Pieces::new(),

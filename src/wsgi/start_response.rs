@@ -44,6 +44,8 @@ pub struct StartResponse {
     out: Vec<u8>,
     pieces: Pieces,
     finished: bool,
+    /// The status sent, once its head has gone out (0 before).
+    status: u16,
 }
 
 /// Body chunks this large are written from the app's own `bytes` object:
@@ -71,6 +73,7 @@ impl StartResponse {
             out: Vec::new(),
             pieces: Pieces::new(),
             finished: false,
+            status: 0,
         }
     }
 
@@ -87,6 +90,10 @@ impl StartResponse {
         self.finished
     }
 
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
     /// Writes the head into the output if it has not gone out yet.
     fn start(&mut self, known_len: Option<u64>) -> PyResult<()> {
         if self.encoder.is_none() {
@@ -95,6 +102,7 @@ impl StartResponse {
                     "the application sent body data before calling start_response",
                 ));
             };
+            self.status = head.code;
             // Drain: the client must not send another request on this connection.
             let req = RequestInfo {
                 keep_alive: self.req.keep_alive && !self.handle.stopping(),
@@ -219,7 +227,8 @@ impl StartResponse {
     }
 
     /// Replaces the response with a server-made one (an error before the head went out).
-    pub fn replace(&mut self, response: Vec<u8>) {
+    pub fn replace(&mut self, status: u16, response: Vec<u8>) {
+        self.status = status;
         self.pieces.clear();
         self.out = response;
         self.finished = true;

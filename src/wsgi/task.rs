@@ -55,6 +55,7 @@ impl<'a, 'py> Task<'a, 'py> {
             peer,
             server_port,
             keep_alive,
+            queued_at,
         } = job;
         let chunked = head.framing == BodyFraming::Chunked;
         // The app sees a de-chunked body, with its real length.
@@ -105,15 +106,15 @@ impl<'a, 'py> Task<'a, 'py> {
             server_port,
             content_length,
         };
-        incr(&shared.stats.requests_in_app);
+        incr(&shared.stats.wk.in_app);
         let outcome =
             environ::build(py, ctx, &shared.cfg, &meta, &input).and_then(|built| match built {
                 Built::Environ(env) => call_app(py, app, env, &responder),
                 Built::BadProxyHeader(header) => environ::bad_proxy_header(py, &responder, header),
             });
-        decr(&shared.stats.requests_in_app);
+        decr(&shared.stats.wk.in_app);
         if let Err(err) = outcome {
-            incr(&shared.stats.app_errors);
+            incr(&shared.stats.wk.app_errors);
             let failed = Failed {
                 req: req_id,
                 head: &head,
@@ -121,6 +122,8 @@ impl<'a, 'py> Task<'a, 'py> {
             };
             fail(py, ctx, shared, failed, &responder, &input);
         }
+        let status = responder.try_borrow().map_or(0, |r| r.status());
+        shared.stats.responded(status, queued_at.elapsed());
     }
 }
 
@@ -274,13 +277,10 @@ fn fail<'py>(
         }
         e => e.detail().to_owned(),
     };
-    rsp.replace(simple_response(
-        head.version,
+    rsp.replace(
         code,
-        reason,
-        &detail,
-        ctx.ident.as_deref(),
-    ));
+        simple_response(head.version, code, reason, &detail, ctx.ident.as_deref()),
+    );
 }
 
 fn traceback_text(py: Python<'_>, ctx: &WsgiContext, err: &PyErr) -> String {

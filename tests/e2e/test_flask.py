@@ -282,7 +282,7 @@ def test_exception_propagated_to_server_gets_500(serve, session, expose):
         assert r.content == MAITRE_500
     r = session.get(url(s, "/"))
     assert r.status_code == 200 and r.content == b"still here\n"
-    assert wait_for(lambda: s.server.stats()["app_errors"] == 1)
+    assert wait_for(lambda: s.server.stats()["requests"]["app_errors"] == 1)
 
 
 # --------------------------------------------------------------------------- request data
@@ -350,7 +350,7 @@ def test_keep_alive_mixed_requests_on_one_connection(serve):
         assert conn.sock is sock
     finally:
         conn.close()
-    assert wait_for(lambda: s.server.stats()["requests"] >= 5)
+    assert wait_for(lambda: s.server.stats()["requests"]["total"] >= 5)
 
 
 # --------------------------------------------------------------------------- url_prefix
