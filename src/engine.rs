@@ -13,9 +13,9 @@ use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use crate::config::Config;
+use crate::config::{Config, ListenAddr};
 use crate::event_loop::{Control, EventLoop, WAKER};
-use crate::net::listener::{somaxconn, Listener};
+use crate::net::listener::{somaxconn, Listener, Port};
 use crate::stats::Stats;
 use crate::workers::pool::{self, WorkerShared};
 use crate::workers::queue;
@@ -72,7 +72,77 @@ impl Drop for SetOnDrop {
 #[pyclass(module = "maitre._maitre")]
 pub struct Listeners {
     sockets: Mutex<Option<Vec<Listener>>>,
-    effective: Vec<(String, u16)>,
+    effective: Vec<(String, Port)>,
+}
+
+/// Binds one `listen` entry; a failure is an OSError with its errno, which
+/// callers check (EADDRINUSE).
+fn bind(addr: &ListenAddr, cfg: &Config) -> PyResult<Listener> {
+    let (bound, shown) = match addr {
+        ListenAddr::Tcp(a) => (Listener::bind(*a, cfg.backlog), a.to_string()),
+        #[cfg(unix)]
+        ListenAddr::Unix(path) => (
+            Listener::bind_unix(path, cfg.unix_socket_perms, cfg.backlog),
+            format!("unix:{path}"),
+        ),
+        #[cfg(not(unix))]
+        ListenAddr::Unix(path) => (
+            Err(std::io::ErrorKind::Unsupported.into()),
+            format!("unix:{path}"),
+        ),
+    };
+    bound.map_err(|e| {
+        let text = format!("could not listen on {shown}: {e}");
+        match e.raw_os_error() {
+            Some(errno) => PyOSError::new_err((errno, text)),
+            None => PyOSError::new_err(text),
+        }
+    })
+}
+
+/// The sockets the caller bound (`sockets=`), served on duplicates of their
+/// descriptors: theirs stay open, and usable once the server has stopped.
+#[cfg(unix)]
+fn adopt(config: &Bound<'_, PyDict>, backlog: i32) -> PyResult<Vec<Listener>> {
+    use std::os::fd::{BorrowedFd, RawFd};
+    let Some(given) = config.get_item("sockets")? else {
+        return Ok(Vec::new());
+    };
+    let mut adopted = Vec::new();
+    for sock in given.try_iter()? {
+        let sock = sock?;
+        let fd: RawFd = sock.call_method0("fileno")?.extract()?;
+        if fd < 0 {
+            return Err(PyValueError::new_err("sockets: a socket is closed"));
+        }
+        // SAFETY: `sock` holds the descriptor open while this runs: it is a
+        // live socket object (fileno() is -1 once closed, checked above), and
+        // the GIL we hold keeps other Python threads from closing it.
+        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+        let listener = Listener::adopt(fd, backlog).map_err(|e| {
+            let text = format!(
+                "sockets: cannot serve {}: {e}",
+                sock.repr()
+                    .map_or_else(|_| "a socket".into(), |r| r.to_string())
+            );
+            match e.raw_os_error() {
+                Some(errno) => PyOSError::new_err((errno, text)),
+                None => PyValueError::new_err(text),
+            }
+        })?;
+        adopted.push(listener);
+    }
+    Ok(adopted)
+}
+
+#[cfg(not(unix))]
+fn adopt(config: &Bound<'_, PyDict>, _backlog: i32) -> PyResult<Vec<Listener>> {
+    match config.get_item("sockets")? {
+        Some(given) if !given.is_empty()? => Err(PyValueError::new_err(
+            "sockets= needs a Unix system: on Windows, listen on addresses instead",
+        )),
+        _ => Ok(Vec::new()),
+    }
 }
 
 #[pymethods]
@@ -93,33 +163,25 @@ impl Listeners {
                 );
             }
         }
-        let sockets = cfg
+        let mut sockets = cfg
             .listen
             .iter()
-            .map(|&addr| {
-                Listener::bind(addr, cfg.backlog).map_err(|e| {
-                    let text = format!("could not listen on {addr}: {e}");
-                    // OSError(errno, text) sets .errno: callers check EADDRINUSE.
-                    match e.raw_os_error() {
-                        Some(errno) => PyOSError::new_err((errno, text)),
-                        None => PyOSError::new_err(text),
-                    }
-                })
-            })
+            .map(|addr| bind(addr, &cfg))
             .collect::<PyResult<Vec<_>>>()?;
-        let effective = sockets
-            .iter()
-            .map(|l| (l.addr.ip().to_string(), l.addr.port()))
-            .collect();
+        sockets.extend(adopt(config, cfg.backlog)?);
+        if sockets.is_empty() {
+            return Err(PyValueError::new_err("listen: no address to listen on"));
+        }
+        let effective = sockets.iter().map(|l| l.effective.clone()).collect();
         Ok(Listeners {
             sockets: Mutex::new(Some(sockets)),
             effective,
         })
     }
 
-    /// Every `(host, port)` actually bound.
+    /// Every `(host, port)` actually bound; `("unix", path)` for a Unix socket.
     #[getter]
-    fn effective_listen(&self) -> Vec<(String, u16)> {
+    fn effective_listen(&self) -> Vec<(String, Port)> {
         self.effective.clone()
     }
 

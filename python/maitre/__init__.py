@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from maitre._maitre import Engine, Listeners, __version__
 from maitre._stopping import run_engine, sigterm_stops
@@ -45,8 +45,9 @@ class Server:
             self._engine = Engine(app, config, self._listeners)
 
     @property
-    def effective_listen(self) -> List[Tuple[str, int]]:
-        """Every ``(host, port)`` actually bound, in ``listen`` order."""
+    def effective_listen(self) -> List[Tuple[str, Union[int, str]]]:
+        """Every ``(host, port)`` actually bound, in ``listen`` order, then the
+        ``sockets`` given; a Unix socket is ``("unix", path)``, as in waitress."""
         return list(self._listeners.effective_listen)
 
     @property
@@ -55,7 +56,7 @@ class Server:
         return self.effective_listen[0][0]
 
     @property
-    def effective_port(self) -> int:
+    def effective_port(self) -> Union[int, str]:
         """The port of the first listener (waitress's attribute of the same name)."""
         return self.effective_listen[0][1]
 

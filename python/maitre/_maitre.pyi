@@ -1,6 +1,6 @@
 """Type stubs for the compiled engine module ``maitre._maitre``."""
 
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 __version__: str
 
@@ -9,7 +9,8 @@ class Listeners:
 
     def __init__(self, config: Dict[str, Any]) -> None: ...
     @property
-    def effective_listen(self) -> List[Tuple[str, int]]: ...
+    def effective_listen(self) -> List[Tuple[str, Union[int, str]]]:
+        """`(ip, port)`, or `("unix", path)` for a Unix socket."""
     def close(self) -> None: ...
 
 class Engine:

@@ -5,22 +5,23 @@
 
 mod outbuf;
 
+pub use outbuf::Sink;
+
 use std::io::{self, Read};
-use std::net::{Shutdown, SocketAddr};
+use std::net::Shutdown;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mio::net::TcpStream;
 use parking_lot::{Condvar, Mutex};
-use socket2::SockRef;
 
 use crate::config::Config;
 use crate::http::body::{BodyDecoder, BodyReader, Spool};
 use crate::http::parse::{parse_head, BodyFraming, RequestHead};
 use crate::http::response::{simple_response, CONTINUE};
 use crate::http::{RequestError, Version};
-use crate::net::socket_error;
+use crate::net::stream::Stream;
+use crate::net::{socket_error, Peer, ServerPort};
 use crate::stats::{incr, Stats};
 use crate::workers::queue::JobSender;
 use crate::workers::{Completion, Job, JobBody, Kind, Piece};
@@ -212,7 +213,7 @@ impl BodyState {
     /// memory (its length was checked against the limit before the spool was
     /// sized). `None` when the bytes must go through the decoder. Returns
     /// (bytes read, bytes asked for).
-    fn read_direct(&mut self, socket: &TcpStream) -> Option<io::Result<(usize, usize)>> {
+    fn read_direct(&mut self, socket: &Stream) -> Option<io::Result<(usize, usize)>> {
         let BodyDecoder::Length { remaining } = &mut self.decoder else {
             return None;
         };
@@ -222,7 +223,7 @@ impl BodyState {
         }
         let room = &mut room[..*remaining as usize];
         let asked = room.len();
-        Some(SockRef::from(socket).recv(room).map(|n| {
+        Some(socket.sock_ref().recv(room).map(|n| {
             *remaining -= n as u64;
             // SAFETY: socket2's `recv` passes `room` to recv(2), which
             // initialised the first `n` bytes it returns; `n <= room.len()`.
@@ -290,10 +291,10 @@ pub struct Ctx<'a> {
 }
 
 pub struct Conn {
-    pub socket: TcpStream,
+    pub socket: Stream,
     pub id: ConnId,
-    pub peer: SocketAddr,
-    pub server_port: u16,
+    pub peer: Peer,
+    pub server_port: ServerPort,
     pub shared: Arc<ConnShared>,
     pub last_activity: Instant,
     /// The request now (or last) in flight; see `RequestId`.
@@ -315,10 +316,10 @@ pub struct Conn {
 
 impl Conn {
     pub fn new(
-        socket: TcpStream,
+        socket: Stream,
         id: ConnId,
-        peer: SocketAddr,
-        server_port: u16,
+        peer: Peer,
+        server_port: ServerPort,
         cfg: &Config,
     ) -> Self {
         Conn {
@@ -719,7 +720,7 @@ impl Conn {
             head,
             body,
             peer: self.peer,
-            server_port: self.server_port,
+            server_port: self.server_port.clone(),
             keep_alive,
         };
         incr(&ctx.stats.requests);
@@ -783,6 +784,7 @@ mod tests {
     fn config() -> Config {
         Config {
             listen: vec![],
+            unix_socket_perms: 0o600,
             threads: 1,
             backlog: 16,
             connection_limit: 10,
@@ -831,7 +833,13 @@ mod tests {
             };
             let (jobs_tx, jobs) = crate::workers::queue::channel();
             Rig {
-                conn: Conn::new(TcpStream::from_std(server), id, peer, 80, &config()),
+                conn: Conn::new(
+                    Stream::Tcp(mio::net::TcpStream::from_std(server)),
+                    id,
+                    Peer::Ip(peer),
+                    ServerPort::Tcp(80),
+                    &config(),
+                ),
                 client,
                 jobs_tx,
                 jobs,

@@ -5,7 +5,6 @@
 pub mod pool;
 pub mod queue;
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -18,6 +17,7 @@ use smallvec::SmallVec;
 use crate::conn::{ConnShared, RequestId};
 use crate::http::body::BodyReader;
 use crate::http::parse::RequestHead;
+use crate::net::{Peer, ServerPort};
 use crate::os::sendfile::FilePiece;
 
 /// A complete request on its way to a worker.
@@ -26,8 +26,8 @@ pub struct Job {
     pub shared: Arc<ConnShared>,
     pub head: RequestHead,
     pub body: JobBody,
-    pub peer: SocketAddr,
-    pub server_port: u16,
+    pub peer: Peer,
+    pub server_port: ServerPort,
     /// The connection may carry another request after this one.
     pub keep_alive: bool,
 }
