@@ -41,6 +41,8 @@ pub struct Config {
     pub server_name: String,
     /// `trusted_proxy*`, `clear_untrusted_proxy_headers`, `log_untrusted_proxy_headers`.
     pub proxy: ProxyConfig,
+    /// Each connection starts with a PROXY protocol header, from a trusted proxy.
+    pub proxy_protocol: bool,
     /// Socket errors on connections logged at ERROR (else DEBUG), as waitress.
     pub log_socket_errors: bool,
     /// One of several worker processes (`workers > 1`): `wsgi.multiprocess`.
@@ -92,6 +94,7 @@ impl Config {
             server_name: item(d, "server_name")?,
             multiprocess: item::<usize>(d, "workers")? > 1,
             proxy: proxy_config(d)?,
+            proxy_protocol: item(d, "proxy_protocol")?,
             log_socket_errors: item(d, "log_socket_errors")?,
         })
     }

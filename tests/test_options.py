@@ -64,7 +64,7 @@ ENGINE_KEYS = {
     "ident", "expose_tracebacks", "url_scheme", "url_prefix", "server_name", "workers",
     "trusted_proxy", "trusted_proxy_count", "trusted_proxy_headers",
     "log_untrusted_proxy_headers", "clear_untrusted_proxy_headers", "log_socket_errors",
-    "unix_socket_perms", "sockets",
+    "unix_socket_perms", "sockets", "proxy_protocol",
 }
 INT_ENGINE_KEYS = {
     "workers", "threads", "backlog", "connection_limit", "channel_timeout", "cleanup_interval",
@@ -85,7 +85,7 @@ def local() -> dict:
 
 
 # Options of maitre's own, after waitress's, with their defaults.
-MAITRE_ONLY = {"workers": 1}
+MAITRE_ONLY = {"proxy_protocol": False, "workers": 1}
 
 
 def test_table_has_waitress_options_in_order_then_maitres_own():
@@ -96,6 +96,14 @@ def test_table_has_waitress_options_in_order_then_maitres_own():
 @pytest.mark.parametrize("name", list(MAITRE_ONLY))
 def test_maitre_only_defaults(name):
     assert OPTIONS_BY_NAME[name].default == MAITRE_ONLY[name]
+
+
+def test_proxy_protocol_needs_trusted_proxy():
+    with pytest.raises(ValueError, match="proxy_protocol needs trusted_proxy"):
+        Options(proxy_protocol=True, **local())
+    o = Options(proxy_protocol="yes", trusted_proxy="*", trusted_proxy_headers="x-forwarded-proto",
+                **local())
+    assert o.engine_config()["proxy_protocol"] is True
 
 
 def test_workers_option():
@@ -577,7 +585,7 @@ def test_engine_config_carries_given_values():
         "workers": 2, "trusted_proxy": "10.0.0.1", "trusted_proxy_count": 2,
         "trusted_proxy_headers": {"x-forwarded-for"}, "log_untrusted_proxy_headers": True,
         "clear_untrusted_proxy_headers": False, "log_socket_errors": False,
-        "unix_socket_perms": 0o600, "sockets": [],
+        "unix_socket_perms": 0o600, "sockets": [], "proxy_protocol": False,
     }
 
 

@@ -549,6 +549,15 @@ OPTIONS: Tuple[Option, ...] = (
     ),
     # maitre's own options (not in waitress) follow the same rules.
     Option(
+        "proxy_protocol", _BOOL, False,
+        "maitre only: each connection starts with a PROXY protocol header (version 1 or "
+        "2, as HAProxy's send-proxy and send-proxy-v2 send it), whose client address "
+        "becomes REMOTE_ADDR/REMOTE_PORT and whose destination port SERVER_PORT. Needs "
+        "trusted_proxy: a connection from another peer, or without a valid header, is "
+        "closed without a response.",
+        _E, "Proxy",
+    ),
+    Option(
         "workers", _POSITIVE, 1,
         "maitre only: number of processes, each with its own event loop and threads, "
         "sharing the listening sockets (bound once, before fork). The parent supervises "
@@ -697,6 +706,7 @@ class Options:
     sockets: List[socket.socket]
     channel_request_lookahead: int
     server_name: str
+    proxy_protocol: bool
     workers: int
 
     def __init__(self, **kw: Any) -> None:
@@ -764,6 +774,11 @@ class Options:
             self.trusted_proxy_count = 1
         if self.trusted_proxy_headers and self.trusted_proxy is None:
             raise ValueError("trusted_proxy_headers has no meaning without trusted_proxy")
+        if self.proxy_protocol and self.trusted_proxy is None:
+            raise ValueError(
+                "proxy_protocol needs trusted_proxy: the address of the proxy that sends "
+                "the PROXY header (or '*' for any peer)"
+            )
         if self.trusted_proxy is not None and not self.trusted_proxy_headers:
             warnings.warn(
                 "No proxy headers were marked as trusted, but trusted_proxy was set. "

@@ -18,6 +18,7 @@ use parking_lot::{Condvar, Mutex};
 use crate::config::Config;
 use crate::http::body::{BodyDecoder, BodyReader, Spool};
 use crate::http::parse::{parse_head, BodyFraming, RequestHead};
+use crate::http::proxy_protocol::{self, Header};
 use crate::http::response::{simple_response, CONTINUE};
 use crate::http::{RequestError, Version};
 use crate::net::stream::Stream;
@@ -312,6 +313,8 @@ pub struct Conn {
     /// Input may still be arriving that we will never read: linger on close.
     discard_input: bool,
     pub linger_until: Option<Instant>,
+    /// `proxy_protocol`: the PROXY header has yet to come, before any request.
+    proxy_header_due: bool,
 }
 
 impl Conn {
@@ -339,6 +342,7 @@ impl Conn {
             eof_pending: true,
             discard_input: false,
             linger_until: None,
+            proxy_header_due: cfg.proxy_protocol,
         }
     }
 
@@ -613,6 +617,12 @@ impl Conn {
                     if self.inbuf.is_empty() || self.held_back(ctx.cfg) || ctx.stopping {
                         return;
                     }
+                    if self.proxy_header_due {
+                        if self.read_proxy_header(ctx.cfg) {
+                            continue;
+                        }
+                        return;
+                    }
                     match parse_head(&self.inbuf, ctx.cfg.max_request_header_size) {
                         Ok(Some((head, n))) => {
                             self.inbuf.drain(..n);
@@ -673,6 +683,44 @@ impl Conn {
                     return;
                 }
                 Phase::InFlight { .. } | Phase::Closing => return,
+            }
+        }
+    }
+
+    /// Takes the PROXY protocol header off the input: its addresses replace
+    /// the connection's own. Refused (closed without a response, as there is
+    /// no client to answer) when it is missing or malformed, or when the peer
+    /// is not a trusted proxy. False while it is incomplete or was refused.
+    fn read_proxy_header(&mut self, cfg: &Config) -> bool {
+        let peer = match self.peer {
+            Peer::Ip(addr) => addr.ip().to_string(),
+            Peer::Local => "localhost".to_owned(),
+        };
+        let outcome = if cfg.proxy.trusts(peer.as_bytes()) {
+            proxy_protocol::parse(&self.inbuf)
+        } else {
+            Err(proxy_protocol::Malformed("not from a trusted_proxy"))
+        };
+        match outcome {
+            Ok(None) => false,
+            Ok(Some((header, n))) => {
+                self.inbuf.drain(..n);
+                self.proxy_header_due = false;
+                if let Header::Proxied {
+                    source,
+                    destination,
+                } = header
+                {
+                    self.peer = Peer::Ip(source);
+                    self.server_port = ServerPort::Tcp(destination.port());
+                }
+                true
+            }
+            Err(proxy_protocol::Malformed(why)) => {
+                log::debug!(target: "maitre", "closing a connection from {peer}: PROXY protocol header: {why}");
+                self.inbuf = Vec::new();
+                self.phase = Phase::Closing;
+                false
             }
         }
     }
@@ -803,6 +851,7 @@ mod tests {
             server_name: "x".into(),
             multiprocess: false,
             proxy: Default::default(),
+            proxy_protocol: false,
             log_socket_errors: true,
         }
     }

@@ -333,7 +333,9 @@ pub enum Built<'py> {
 }
 
 /// A trusted proxy's headers, read for a request from it; `None` from any
-/// other peer, and at no cost when no proxy is configured.
+/// other peer, and at no cost when no proxy is configured. With
+/// `proxy_protocol` every connection comes from a trusted proxy (others are
+/// closed), whatever client its PROXY header names.
 fn forwarding(
     cfg: &Config,
     meta: &RequestMeta,
@@ -343,7 +345,7 @@ fn forwarding(
         return Ok(Ok(None));
     }
     let peer = peer_text(meta.peer, &mut [0; 64]).to_vec();
-    if !proxy.trusts(&peer) {
+    if !cfg.proxy_protocol && !proxy.trusts(&peer) {
         return Ok(Ok(None));
     }
     let values = proxy::Values::collect(meta.head.header_pairs());
