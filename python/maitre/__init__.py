@@ -14,7 +14,7 @@ from maitre._stopping import run_engine, sigterm_stops
 from maitre.options import Options
 from maitre.supervisor import Supervisor
 
-__all__ = ["serve", "create_server", "Server", "Options", "__version__"]
+__all__ = ["serve", "serve_paste", "create_server", "Server", "Options", "__version__"]
 
 logger = logging.getLogger("maitre")
 
@@ -113,6 +113,14 @@ def create_server(app: Callable[..., Any], **kw: Any) -> Server:
     Raises ``ValueError`` naming the option for an unknown option or a bad value.
     """
     return Server(app, Options(**kw))
+
+
+def serve_paste(app: Callable[..., Any], global_conf: Dict[str, Any], **kw: Any) -> int:
+    """The PasteDeploy server runner (``use = egg:maitre#main`` in a ``[server:main]``
+    section, as ``egg:waitress#main``): ``kw`` are the section's options, strings that
+    :class:`Options` converts as waitress does."""
+    serve(app, **kw)
+    return 0
 
 
 def serve(app: Callable[..., Any], **kw: Any) -> None:
