@@ -11,9 +11,18 @@ use pyo3::types::PyDict;
 
 use crate::http::proxy::{HeaderSet, ProxyConfig, ProxyHeader, ALL_HEADERS};
 
+/// A `listen` entry: a TCP address, or a Unix socket's path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddr {
+    Tcp(SocketAddr),
+    Unix(String),
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub listen: Vec<SocketAddr>,
+    pub listen: Vec<ListenAddr>,
+    /// Permissions of the Unix socket files maitre makes.
+    pub unix_socket_perms: u32,
     pub threads: usize,
     pub backlog: i32,
     pub connection_limit: usize,
@@ -37,6 +46,8 @@ pub struct Config {
     pub server_name: String,
     /// `trusted_proxy*`, `clear_untrusted_proxy_headers`, `log_untrusted_proxy_headers`.
     pub proxy: ProxyConfig,
+    /// Each connection starts with a PROXY protocol header, from a trusted proxy.
+    pub proxy_protocol: bool,
     /// Socket errors on connections logged at ERROR (else DEBUG), as waitress.
     pub log_socket_errors: bool,
     /// One of several worker processes (`workers > 1`): `wsgi.multiprocess`.
@@ -73,18 +84,16 @@ fn numeric(host: &str, port: u16, option: &str) -> PyResult<SocketAddr> {
 
 impl Config {
     pub fn from_dict(d: &Bound<'_, PyDict>) -> PyResult<Config> {
-        let listen: Vec<(String, u16)> = item(d, "listen")?;
+        let listen: Vec<(String, Py<PyAny>)> = item(d, "listen")?;
         let listen = listen
             .into_iter()
-            .map(|(host, port)| numeric(&host, port, "listen"))
+            .map(|(host, port)| listen_addr(&host, port.bind(d.py())))
             .collect::<PyResult<Vec<_>>>()?;
-        if listen.is_empty() {
-            return Err(PyValueError::new_err("listen: no address to listen on"));
-        }
         let secs =
             |key: &str| -> PyResult<Duration> { Ok(Duration::from_secs(item::<u64>(d, key)?)) };
         Ok(Config {
             listen,
+            unix_socket_perms: item(d, "unix_socket_perms")?,
             threads: item(d, "threads")?,
             backlog: item(d, "backlog")?,
             connection_limit: item(d, "connection_limit")?,
@@ -110,9 +119,31 @@ impl Config {
                 .map(|(host, port)| numeric(&host, port, "metrics"))
                 .transpose()?,
             proxy: proxy_config(d)?,
+            proxy_protocol: item(d, "proxy_protocol")?,
             log_socket_errors: item(d, "log_socket_errors")?,
         })
     }
+}
+
+/// `(ip, port)`, or `("unix", path)` as `effective_listen` shows it too.
+fn listen_addr(host: &str, port: &Bound<'_, PyAny>) -> PyResult<ListenAddr> {
+    if host == "unix" {
+        if !cfg!(unix) {
+            return Err(PyValueError::new_err(
+                "unix sockets (unix_socket, unix: in listen) need a Unix system",
+            ));
+        }
+        return Ok(ListenAddr::Unix(port.extract().map_err(|e| {
+            PyValueError::new_err(format!("listen: a unix socket path: {e}"))
+        })?));
+    }
+    let ip: IpAddr = host.parse().map_err(|_| {
+        PyValueError::new_err(format!("listen: {host:?} is not a numeric IP address"))
+    })?;
+    let port: u16 = port
+        .extract()
+        .map_err(|e| PyValueError::new_err(format!("listen: port of {host}: {e}")))?;
+    Ok(ListenAddr::Tcp(SocketAddr::new(ip, port)))
 }
 
 fn proxy_config(d: &Bound<'_, PyDict>) -> PyResult<ProxyConfig> {

@@ -7,15 +7,16 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use mio::net::TcpListener;
 use mio::{Poll, Waker};
 use parking_lot::{Condvar, Mutex};
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use crate::config::Config;
+use crate::config::{Config, ListenAddr};
 use crate::event_loop::{Control, EventLoop, WAKER};
-use crate::net::listener::Listener;
+use crate::net::listener::{self, Listener, Port};
 use crate::stats::listen::{self, ListenViews};
 use crate::stats::report::Reporter;
 use crate::stats::{LoopStats, Region, StatsHandle};
@@ -50,7 +51,7 @@ fn join_prompt(threads: Vec<JoinHandle<()>>, grace: Duration) -> usize {
 struct Bound_ {
     poll: Poll,
     listeners: Vec<Listener>,
-    metrics: Option<Listener>,
+    metrics: Option<TcpListener>,
 }
 
 /// Set when the event loop thread has finished (also if it panicked).
@@ -76,26 +77,44 @@ impl Drop for SetOnDrop {
 #[pyclass(module = "maitre._maitre")]
 pub struct Listeners {
     sockets: Mutex<Option<Vec<Listener>>>,
-    metrics: Mutex<Option<Listener>>,
-    effective: Vec<(String, u16)>,
+    metrics: Mutex<Option<TcpListener>>,
+    effective: Vec<(String, Port)>,
     effective_metrics: Option<(String, u16)>,
     /// What the supervising parent reports (the workers count into `region`).
     reporter: Reporter,
 }
 
-fn bind(addr: std::net::SocketAddr, backlog: i32) -> PyResult<Listener> {
-    Listener::bind(addr, backlog).map_err(|e| {
-        let text = format!("could not listen on {addr}: {e}");
-        // OSError(errno, text) sets .errno: callers check EADDRINUSE.
-        match e.raw_os_error() {
-            Some(errno) => PyOSError::new_err((errno, text)),
-            None => PyOSError::new_err(text),
-        }
-    })
+/// Binds one `listen` entry; a failure is an OSError with its errno, which
+/// callers check (EADDRINUSE).
+fn bind(addr: &ListenAddr, cfg: &Config) -> PyResult<Listener> {
+    let (bound, shown) = match addr {
+        ListenAddr::Tcp(a) => (Listener::bind(*a, cfg.backlog), a.to_string()),
+        #[cfg(unix)]
+        ListenAddr::Unix(path) => (
+            Listener::bind_unix(path, cfg.unix_socket_perms, cfg.backlog),
+            format!("unix:{path}"),
+        ),
+        #[cfg(not(unix))]
+        ListenAddr::Unix(path) => (
+            Err(std::io::ErrorKind::Unsupported.into()),
+            format!("unix:{path}"),
+        ),
+    };
+    bound.map_err(|e| os_error(e, &shown))
 }
 
-fn host_port(addr: std::net::SocketAddr) -> (String, u16) {
-    (addr.ip().to_string(), addr.port())
+/// The metrics endpoint's listener.
+fn bind_metrics(addr: std::net::SocketAddr) -> PyResult<TcpListener> {
+    listener::bind_tcp(addr, 64).map_err(|e| os_error(e, &addr.to_string()))
+}
+
+/// OSError(errno, text) sets `.errno`: callers check EADDRINUSE.
+fn os_error(e: std::io::Error, shown: &str) -> PyErr {
+    let text = format!("could not listen on {shown}: {e}");
+    match e.raw_os_error() {
+        Some(errno) => PyOSError::new_err((errno, text)),
+        None => PyOSError::new_err(text),
+    }
 }
 
 /// Checked before binding: with `strict_backlog`, a backlog the kernel would
@@ -138,6 +157,51 @@ fn warn_clamped_backlog(cfg: &Config, views: &ListenViews) {
     }
 }
 
+/// The sockets the caller bound (`sockets=`), served on duplicates of their
+/// descriptors: theirs stay open, and usable once the server has stopped.
+#[cfg(unix)]
+fn adopt(config: &Bound<'_, PyDict>, backlog: i32) -> PyResult<Vec<Listener>> {
+    use std::os::fd::{BorrowedFd, RawFd};
+    let Some(given) = config.get_item("sockets")? else {
+        return Ok(Vec::new());
+    };
+    let mut adopted = Vec::new();
+    for sock in given.try_iter()? {
+        let sock = sock?;
+        let fd: RawFd = sock.call_method0("fileno")?.extract()?;
+        if fd < 0 {
+            return Err(PyValueError::new_err("sockets: a socket is closed"));
+        }
+        // SAFETY: `sock` holds the descriptor open while this runs: it is a
+        // live socket object (fileno() is -1 once closed, checked above), and
+        // the GIL we hold keeps other Python threads from closing it.
+        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+        let listener = Listener::adopt(fd, backlog).map_err(|e| {
+            let text = format!(
+                "sockets: cannot serve {}: {e}",
+                sock.repr()
+                    .map_or_else(|_| "a socket".into(), |r| r.to_string())
+            );
+            match e.raw_os_error() {
+                Some(errno) => PyOSError::new_err((errno, text)),
+                None => PyValueError::new_err(text),
+            }
+        })?;
+        adopted.push(listener);
+    }
+    Ok(adopted)
+}
+
+#[cfg(not(unix))]
+fn adopt(config: &Bound<'_, PyDict>, _backlog: i32) -> PyResult<Vec<Listener>> {
+    match config.get_item("sockets")? {
+        Some(given) if !given.is_empty()? => Err(PyValueError::new_err(
+            "sockets= needs a Unix system: on Windows, listen on addresses instead",
+        )),
+        _ => Ok(Vec::new()),
+    }
+}
+
 #[pymethods]
 impl Listeners {
     #[new]
@@ -147,19 +211,26 @@ impl Listeners {
         let cfg = Config::from_dict(config)?;
         refuse_clamped_backlog(&cfg)?;
         crate::os::limits::ensure_fds(cfg.connection_limit);
-        let sockets = cfg
+        let mut sockets = cfg
             .listen
             .iter()
-            .map(|&addr| bind(addr, cfg.backlog))
+            .map(|addr| bind(addr, &cfg))
             .collect::<PyResult<Vec<_>>>()?;
+        sockets.extend(adopt(config, cfg.backlog)?);
+        if sockets.is_empty() {
+            return Err(PyValueError::new_err("listen: no address to listen on"));
+        }
         let views = Arc::new(ListenViews::new(&sockets, cfg.backlog));
         warn_clamped_backlog(&cfg, &views);
-        let metrics = cfg.metrics.map(|addr| bind(addr, 64)).transpose()?;
-        let effective = sockets.iter().map(|l| host_port(l.addr)).collect();
+        let metrics = cfg.metrics.map(bind_metrics).transpose()?;
+        let effective = sockets.iter().map(|l| l.effective.clone()).collect();
         Ok(Listeners {
             sockets: Mutex::new(Some(sockets)),
             effective,
-            effective_metrics: metrics.as_ref().map(|l| host_port(l.addr)),
+            effective_metrics: metrics
+                .as_ref()
+                .and_then(|l| l.local_addr().ok())
+                .map(|a| (a.ip().to_string(), a.port())),
             metrics: Mutex::new(metrics),
             reporter: Reporter {
                 region: Arc::new(Region::new(cfg.workers)?),
@@ -170,9 +241,9 @@ impl Listeners {
         })
     }
 
-    /// Every `(host, port)` actually bound.
+    /// Every `(host, port)` actually bound; `("unix", path)` for a Unix socket.
     #[getter]
-    fn effective_listen(&self) -> Vec<(String, u16)> {
+    fn effective_listen(&self) -> Vec<(String, Port)> {
         self.effective.clone()
     }
 
@@ -294,7 +365,7 @@ impl Engine {
             LoopStats {
                 stats: self.stats.clone(),
                 views: Arc::clone(&self.views),
-                metrics: metrics.map(|l| (l.socket, Arc::clone(&self.reporter))),
+                metrics: metrics.map(|l| (l, Arc::clone(&self.reporter))),
             },
             WorkerLink {
                 jobs: job_tx,

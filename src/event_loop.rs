@@ -316,11 +316,9 @@ impl EventLoop {
             let Some(listener) = self.listeners.get(index) else {
                 return;
             };
-            let server_port = listener.addr.port();
-            match listener.socket.accept() {
+            match listener.accept() {
                 Ok((mut stream, peer)) => {
-                    // Small responses must not wait for Nagle's algorithm.
-                    let _ = stream.set_nodelay(true);
+                    let server_port = listener.server_port.clone();
                     let id = self.conns.next_id();
                     if let Err(e) = self.poll.registry().register(
                         &mut stream,

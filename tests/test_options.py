@@ -66,12 +66,14 @@ ENGINE_KEYS = {
     "log_untrusted_proxy_headers", "clear_untrusted_proxy_headers", "log_socket_errors",
     "header_timeout", "graceful_timeout",
     "strict_backlog", "metrics",
+    "unix_socket_perms", "sockets", "proxy_protocol",
 }
 INT_ENGINE_KEYS = {
     "workers", "threads", "backlog", "connection_limit", "channel_timeout", "cleanup_interval",
     "recv_bytes", "send_bytes", "max_request_header_size", "max_request_body_size",
     "inbuf_overflow", "outbuf_overflow", "outbuf_high_watermark", "trusted_proxy_count",
     "header_timeout", "graceful_timeout",
+    "unix_socket_perms",
 }
 
 HAS_IPV6 = socket.has_ipv6
@@ -87,8 +89,8 @@ def local() -> dict:
 
 # Options of maitre's own, after waitress's, with their defaults.
 MAITRE_ONLY = {
-    "workers": 1, "header_timeout": 10, "graceful_timeout": 30, "strict_backlog": False,
-    "metrics": None,
+    "proxy_protocol": False, "workers": 1, "header_timeout": 10, "graceful_timeout": 30,
+    "strict_backlog": False, "metrics": None,
 }
 
 
@@ -100,6 +102,14 @@ def test_table_has_waitress_options_in_order_then_maitres_own():
 @pytest.mark.parametrize("name", list(MAITRE_ONLY))
 def test_maitre_only_defaults(name):
     assert OPTIONS_BY_NAME[name].default == MAITRE_ONLY[name]
+
+
+def test_proxy_protocol_needs_trusted_proxy():
+    with pytest.raises(ValueError, match="proxy_protocol needs trusted_proxy"):
+        Options(proxy_protocol=True, **local())
+    o = Options(proxy_protocol="yes", trusted_proxy="*", trusted_proxy_headers="x-forwarded-proto",
+                **local())
+    assert o.engine_config()["proxy_protocol"] is True
 
 
 def test_workers_option():
@@ -128,12 +138,9 @@ def test_support_levels():
         "asyncore_loop_timeout", "asyncore_use_poll", "channel_request_lookahead",
     }
     assert {n for n, s in support.items() if s is Support.ADDRESS} == {
-        "host", "port", "ipv4", "ipv6",
+        "host", "port", "ipv4", "ipv6", "unix_socket",
     }
     assert {n for n, s in support.items() if s is Support.ENGINE} == ENGINE_KEYS
-    assert {n for n, s in support.items() if s is Support.UNSUPPORTED} == {
-        "unix_socket", "unix_socket_perms", "sockets",
-    }
 
 
 def test_every_option_has_help():
@@ -377,29 +384,28 @@ def test_proxy_options_need_trusted_proxy():
 # --------------------------------------------------------------------------- support
 
 
-@pytest.mark.parametrize(
-    "name, value",
-    [
-        ("unix_socket", "/tmp/maitre.sock"),
-        ("unix_socket_perms", "660"),
-    ],
-)
-def test_unsupported_option_refused(name, value):
-    kw = {name: value}
-    if name != "unix_socket":
-        kw.update(local())
-    with pytest.raises(ValueError) as info:
-        Options(**kw)
-    assert f"maitre does not support {name} yet" in str(info.value)
-
-
-def test_unsupported_sockets_refused():
+def test_unix_socket_and_sockets_take_the_place_of_listen():
+    assert Options(unix_socket="/tmp/maitre.sock").listen == [("unix", "/tmp/maitre.sock")]
+    mixed = Options(listen="unix:/tmp/a.sock 127.0.0.1:1 unix:/tmp/b.sock")
+    assert mixed.listen == [("unix", "/tmp/a.sock"), ("127.0.0.1", 1), ("unix", "/tmp/b.sock")]
+    with pytest.raises(ValueError, match="names no socket path"):
+        Options(listen="unix:")
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
-        with pytest.raises(ValueError, match="maitre does not support sockets yet"):
-            Options(sockets=[sock])
+        o = Options(sockets=[sock])
+        assert o.listen == [] and o.sockets == [sock]
+        assert o.engine_config()["sockets"] == [sock]
     finally:
         sock.close()
+
+
+def test_sockets_must_be_internet_or_unix_stream_sockets():
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        with pytest.raises(ValueError, match="sockets must be a list of Internet or UNIX stream"):
+            Options(sockets=[udp])
+    finally:
+        udp.close()
 
 
 def test_proxy_options_as_waitress_resolves_them():
@@ -426,36 +432,6 @@ def test_trusted_proxy_alone_trusts_x_forwarded_proto_with_a_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         Options(trusted_proxy="127.0.0.1", trusted_proxy_headers="x-forwarded-for", **local())
-
-
-def test_every_unsupported_option_is_refused_not_ignored():
-    """A non-default value of each UNSUPPORTED row raises (guards new rows too)."""
-    samples = {
-        "trusted_proxy": "10.0.0.1",
-        "trusted_proxy_count": 2,
-        "trusted_proxy_headers": "x-forwarded-for",
-        "log_untrusted_proxy_headers": True,
-        "clear_untrusted_proxy_headers": False,
-        "unix_socket": "/tmp/x.sock",
-        "unix_socket_perms": "644",
-        "channel_request_lookahead": 1,
-        "log_socket_errors": False,
-    }
-    # These two need trusted_proxy, itself refused: without it they are refused as
-    # meaningless, so no value of theirs is ever taken either.
-    needs_proxy = {"trusted_proxy_count", "trusted_proxy_headers"}
-    for option in OPTIONS:
-        if option.support is not Support.UNSUPPORTED or option.name == "sockets":
-            continue
-        if option.name in needs_proxy:
-            expected = f"{option.name} has no meaning without trusted_proxy"
-        else:
-            expected = f"maitre does not support {option.name} yet"
-        kw = {option.name: samples[option.name]}
-        if option.name != "unix_socket":
-            kw.update(local())
-        with pytest.raises(ValueError, match=expected):
-            Options(**kw)
 
 
 def test_asyncore_options_accepted_and_logged(caplog):
@@ -618,6 +594,7 @@ def test_engine_config_carries_given_values():
         "clear_untrusted_proxy_headers": False, "log_socket_errors": False,
         "header_timeout": 4, "graceful_timeout": 5,
         "strict_backlog": False, "metrics": None,
+        "unix_socket_perms": 0o600, "sockets": [], "proxy_protocol": False,
     }
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import TYPE_CHECKING, Any, Callable, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, Union
 
 from maitre._maitre import Engine, Listeners, __version__
 from maitre._stopping import run_engine, sigterm_stops
@@ -19,7 +19,7 @@ from maitre.supervisor import Supervisor
 if TYPE_CHECKING:
     from maitre._maitre import StatsDict
 
-__all__ = ["serve", "create_server", "Server", "Options", "__version__"]
+__all__ = ["serve", "serve_paste", "create_server", "Server", "Options", "__version__"]
 
 logger = logging.getLogger("maitre")
 
@@ -50,8 +50,9 @@ class Server:
             self._engine = Engine(app, config, self._listeners)
 
     @property
-    def effective_listen(self) -> List[Tuple[str, int]]:
-        """Every ``(host, port)`` actually bound, in ``listen`` order."""
+    def effective_listen(self) -> List[Tuple[str, Union[int, str]]]:
+        """Every ``(host, port)`` actually bound, in ``listen`` order, then the
+        ``sockets`` given; a Unix socket is ``("unix", path)``, as in waitress."""
         return list(self._listeners.effective_listen)
 
     @property
@@ -65,7 +66,7 @@ class Server:
         return self.effective_listen[0][0]
 
     @property
-    def effective_port(self) -> int:
+    def effective_port(self) -> Union[int, str]:
         """The port of the first listener (waitress's attribute of the same name)."""
         return self.effective_listen[0][1]
 
@@ -125,6 +126,14 @@ def create_server(app: Callable[..., Any], **kw: Any) -> Server:
     Raises ``ValueError`` naming the option for an unknown option or a bad value.
     """
     return Server(app, Options(**kw))
+
+
+def serve_paste(app: Callable[..., Any], global_conf: Dict[str, Any], **kw: Any) -> int:
+    """The PasteDeploy server runner (``use = egg:maitre#main`` in a ``[server:main]``
+    section, as ``egg:waitress#main``): ``kw`` are the section's options, strings that
+    :class:`Options` converts as waitress does."""
+    serve(app, **kw)
+    return 0
 
 
 def serve(app: Callable[..., Any], **kw: Any) -> None:

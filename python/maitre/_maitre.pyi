@@ -1,6 +1,6 @@
 """Type stubs for the compiled engine module ``maitre._maitre``."""
 
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, TypedDict
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, TypedDict, Union
 
 __version__: str
 
@@ -82,7 +82,8 @@ class Listeners:
 
     def __init__(self, config: Dict[str, Any]) -> None: ...
     @property
-    def effective_listen(self) -> List[Tuple[str, int]]: ...
+    def effective_listen(self) -> List[Tuple[str, Union[int, str]]]:
+        """`(ip, port)`, or `("unix", path)` for a Unix socket."""
     @property
     def effective_metrics(self) -> Optional[Tuple[str, int]]: ...
     def stats_json(self) -> str:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, TextIO
 
 import maitre
-from maitre.options import OPTIONS, OPTIONS_BY_NAME, Option, Options, Support
+from maitre.options import OPTIONS, OPTIONS_BY_NAME, Option, Options
 
 __all__ = [
     "AppLoadError",
@@ -140,10 +140,7 @@ def _wrap(text: str, indent: str) -> str:
 
 def option_help(option: Option) -> str:
     """One option's help text, as every command line shows it (with its default)."""
-    text = option.help
-    if option.support is Support.UNSUPPORTED:
-        text += " Not supported by maitre yet: only the default is accepted."
-    return text + f" Default: {option.default_text}."
+    return option.help + f" Default: {option.default_text}."
 
 
 def _describe(option: Option) -> str:

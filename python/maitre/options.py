@@ -5,11 +5,9 @@ Every option of waitress 3.0 is here under the same name, with the same default
 configuration works unchanged.  Each row also says how far maitre supports it:
 
 * ``Support.ENGINE``: handed to the Rust engine by :meth:`Options.engine_config`.
-* ``Support.ADDRESS``: ``host``, ``port``, ``ipv4``, ``ipv6``; folded into the resolved
-  ``listen`` list.
+* ``Support.ADDRESS``: ``host``, ``port``, ``ipv4``, ``ipv6``, ``unix_socket``; folded
+  into the resolved ``listen`` list.
 * ``Support.NOOP``: accepted and ignored (they tune waitress's own asyncore loop).
-* ``Support.UNSUPPORTED``: validated, but any value other than the default is refused
-  with a ``ValueError``; flip the row to ``ENGINE`` once the engine implements it.
 """
 
 from __future__ import annotations
@@ -19,9 +17,10 @@ import enum
 import logging
 import os
 import socket
+import sys
 import warnings
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Set, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Set, Tuple, Union
 
 __all__ = [
     "KNOWN_PROXY_HEADERS",
@@ -36,7 +35,10 @@ __all__ = [
 
 logger = logging.getLogger("maitre")
 
-Address = Tuple[str, int]
+# (numeric host, port), or ("unix", path) for a Unix socket, as waitress shows it.
+Address = Tuple[str, Union[int, str]]
+
+_UNIX_PREFIX = "unix:"
 
 
 class Support(enum.Enum):
@@ -45,7 +47,6 @@ class Support(enum.Enum):
     ENGINE = "engine"
     ADDRESS = "address"
     NOOP = "noop"
-    UNSUPPORTED = "unsupported"
 
 
 class _BadValue(Exception):
@@ -226,7 +227,10 @@ def _words(value: Any, allowed: str) -> List[str]:
 
 class _Listen(_Converter):
     metavar = "HOST:PORT"
-    allowed = "a string of 'host:port' entries separated by spaces, or a list of them"
+    allowed = (
+        "a string of 'host:port' (or 'unix:/path') entries separated by spaces, or a "
+        "list of them"
+    )
 
     def __call__(self, value: Any) -> List[str]:
         return _words(value, self.allowed)
@@ -290,7 +294,12 @@ class _Sockets(_Converter):
         if not isinstance(value, (list, tuple)):
             raise _BadValue(self.allowed)
         # waitress quietly drops anything that is not a socket; so do we.
-        return [item for item in value if isinstance(item, socket.socket)]
+        sockets = [item for item in value if isinstance(item, socket.socket)]
+        families = {socket.AF_INET, socket.AF_INET6, getattr(socket, "AF_UNIX", None)}
+        for sock in sockets:
+            if sock.family not in families or sock.type != socket.SOCK_STREAM:
+                raise _BadValue("a list of Internet or UNIX stream sockets")
+        return sockets
 
 
 _BOOL = _Boolean()
@@ -343,7 +352,7 @@ class Option:
         return self.default
 
 
-_E, _A, _N, _U = Support.ENGINE, Support.ADDRESS, Support.NOOP, Support.UNSUPPORTED
+_E, _A, _N = Support.ENGINE, Support.ADDRESS, Support.NOOP
 
 OPTIONS: Tuple[Option, ...] = (
     Option(
@@ -370,8 +379,9 @@ OPTIONS: Tuple[Option, ...] = (
     Option(
         "listen", _Listen(), ["0.0.0.0:8080"],
         "Space-separated addresses to listen on, each 'host:port', '[v6addr]:port' or "
-        "'*:port' (every address of the enabled families). On the command line, repeat "
-        "the option to listen on several. Cannot be combined with host or port.",
+        "'*:port' (every address of the enabled families), or 'unix:/path' for a Unix "
+        "socket (maitre only). On the command line, repeat the option to listen on "
+        "several. Cannot be combined with host or port.",
         _E,
     ),
     Option(
@@ -508,18 +518,22 @@ OPTIONS: Tuple[Option, ...] = (
     ),
     Option(
         "unix_socket", _Text("PATH", optional=True), None,
-        "Path of a Unix domain socket to listen on instead of TCP.",
-        _U,
+        "Path of a Unix domain socket to listen on instead of TCP. A socket file left by "
+        "a server that died is replaced; one a live server listens on is an error "
+        "(EADDRINUSE). Unix only.",
+        _A,
     ),
     Option(
         "unix_socket_perms", _Octal(), 0o600,
-        "Octal permissions of the Unix domain socket.",
-        _U,
+        "Octal permissions of the Unix domain sockets maitre creates.",
+        _E,
     ),
     Option(
         "sockets", _Sockets(), [],
-        "Already-bound sockets to serve on (socket activation). Python API only.",
-        _U, cli=False,
+        "Already-bound sockets (TCP or Unix, listening or not) to serve on instead of "
+        "listen, e.g. from socket activation. maitre serves a duplicate of each and "
+        "leaves the caller's socket open and usable. Python API only; Unix only.",
+        _E, cli=False,
     ),
     Option(
         "channel_request_lookahead", _Integer(floor=0), 0,
@@ -534,6 +548,15 @@ OPTIONS: Tuple[Option, ...] = (
         _E,
     ),
     # maitre's own options (not in waitress) follow the same rules.
+    Option(
+        "proxy_protocol", _BOOL, False,
+        "maitre only: each connection starts with a PROXY protocol header (version 1 or "
+        "2, as HAProxy's send-proxy and send-proxy-v2 send it), whose client address "
+        "becomes REMOTE_ADDR/REMOTE_PORT and whose destination port SERVER_PORT. Needs "
+        "trusted_proxy: a connection from another peer, or without a valid header, is "
+        "closed without a response.",
+        _E, "Proxy",
+    ),
     Option(
         "workers", _POSITIVE, 1,
         "maitre only: number of processes, each with its own event loop and threads, "
@@ -598,7 +621,8 @@ def resolve_listen(
     """Resolve ``host:port`` strings to numeric ``(host, port)`` pairs, as waitress does.
 
     Each entry is ``host:port``, ``[v6addr]:port``, ``*:port`` (every address of the
-    enabled families) or a bare host (then ``default_port`` is used).  Names are
+    enabled families), a bare host (then ``default_port`` is used), or ``unix:PATH``
+    (a Unix socket, given as ``("unix", PATH)``).  Names are
     resolved with ``getaddrinfo(AI_PASSIVE, SOCK_STREAM)``, restricted to IPv4 or IPv6
     when only one of ``ipv4``/``ipv6`` is on, and duplicate addresses dropped (port 0
     entries are kept: each binds its own free port).  Raises ``ValueError`` naming
@@ -616,6 +640,12 @@ def resolve_listen(
     result: List[Address] = []
     seen: Set[Address] = set()
     for spec in specs:
+        if spec.startswith(_UNIX_PREFIX):
+            path = spec[len(_UNIX_PREFIX):]
+            if not path:
+                raise ValueError(f"{option_name}: {spec!r} names no socket path")
+            result.append(("unix", path))
+            continue
         host, port_text = spec, str(default_port)
         if ":" in spec:
             host, port_text = spec.rsplit(":", 1)
@@ -667,7 +697,7 @@ class Options:
     ``Options(threads="8", port=8000)`` converts and checks every value (strings are
     coerced as waitress does), resolves ``host``/``port``/``listen`` to numeric
     addresses, and raises ``ValueError`` naming the option for anything wrong, unknown,
-    or not supported yet.  Each option is then an attribute; ``listen`` holds the
+    or not possible on this platform.  Each option is then an attribute; ``listen`` holds the
     resolved ``(host, port)`` pairs.
     """
 
@@ -705,6 +735,7 @@ class Options:
     sockets: List[socket.socket]
     channel_request_lookahead: int
     server_name: str
+    proxy_protocol: bool
     workers: int
     header_timeout: int
     graceful_timeout: int
@@ -738,7 +769,6 @@ class Options:
             setattr(self, name, value)
 
         self._check_proxy_options()
-        self._refuse_unsupported()
         if self.workers > 1 and not hasattr(os, "fork"):
             raise ValueError(
                 f"workers must be 1 on this platform (got {self.workers}): worker "
@@ -756,9 +786,19 @@ class Options:
         if "host" in kw or "port" in kw:
             self.listen_spec = [f"{self.host}:{self.port}"]
             where = "host/port"
-        self.listen = resolve_listen(
-            self.listen_spec, self.port, self.ipv4, self.ipv6, option_name=where
-        )
+        if self.sockets:
+            self.listen = []  # only the given sockets, as waitress
+        elif self.unix_socket is not None:
+            self.listen = [("unix", self.unix_socket)]
+        else:
+            self.listen = resolve_listen(
+                self.listen_spec, self.port, self.ipv4, self.ipv6, option_name=where
+            )
+        if sys.platform == "win32":
+            if any(host == "unix" for host, _ in self.listen):
+                raise ValueError("unix sockets (unix_socket, unix: in listen) need a Unix system")
+            if self.sockets:
+                raise ValueError("sockets needs a Unix system; listen on addresses instead")
         self.metrics_listen = None
         if self.metrics is not None:
             self.metrics_listen = resolve_listen(
@@ -773,6 +813,11 @@ class Options:
             self.trusted_proxy_count = 1
         if self.trusted_proxy_headers and self.trusted_proxy is None:
             raise ValueError("trusted_proxy_headers has no meaning without trusted_proxy")
+        if self.proxy_protocol and self.trusted_proxy is None:
+            raise ValueError(
+                "proxy_protocol needs trusted_proxy: the address of the proxy that sends "
+                "the PROXY header (or '*' for any peer)"
+            )
         if self.trusted_proxy is not None and not self.trusted_proxy_headers:
             warnings.warn(
                 "No proxy headers were marked as trusted, but trusted_proxy was set. "
@@ -783,24 +828,12 @@ class Options:
             )
             self.trusted_proxy_headers = {"x-forwarded-proto"}
 
-    def _refuse_unsupported(self) -> None:
-        for option in OPTIONS:
-            if option.support is not Support.UNSUPPORTED:
-                continue
-            value = getattr(self, option.name)
-            if value != option.default:
-                raise ValueError(
-                    f"maitre does not support {option.name} yet (got {value!r}; "
-                    f"only the default {option.default!r} is accepted). "
-                    "Remove it, or use waitress for this feature."
-                )
-
     def engine_config(self) -> Dict[str, Any]:
         """The dict the Rust engine takes: every ``Support.ENGINE`` option, typed.
 
         ``listen`` is the resolved list of ``(numeric_host, port)`` tuples (IPv6 without
-        brackets), ``metrics`` one such tuple or ``None``; ``ident`` is ``None`` when it
-        was given empty.
+        brackets) and ``("unix", path)`` ones, ``metrics`` one such TCP tuple or ``None``;
+        ``sockets`` the socket objects given; ``ident`` is ``None`` when it was given empty.
         """
         config: Dict[str, Any] = {}
         for option in OPTIONS:
@@ -860,7 +893,6 @@ def reference_markdown() -> str:
         Support.ENGINE: "",
         Support.ADDRESS: "",
         Support.NOOP: "accepted, ignored",
-        Support.UNSUPPORTED: "not supported yet: only the default",
     }
     lines = [
         "| option | command line | default | meaning |",

@@ -5,22 +5,24 @@
 
 mod outbuf;
 
+pub use outbuf::Sink;
+
 use std::io::{self, Read};
-use std::net::{Shutdown, SocketAddr};
+use std::net::Shutdown;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mio::net::TcpStream;
 use parking_lot::{Condvar, Mutex};
-use socket2::SockRef;
 
 use crate::config::Config;
 use crate::http::body::{BodyDecoder, BodyReader, Spool};
 use crate::http::parse::{parse_head, BodyFraming, RequestHead};
+use crate::http::proxy_protocol::{self, Header};
 use crate::http::response::{simple_response, CONTINUE};
 use crate::http::{RequestError, Version};
-use crate::net::socket_error;
+use crate::net::stream::Stream;
+use crate::net::{socket_error, Peer, ServerPort};
 use crate::stats::{add, incr, Closed, Stats};
 use crate::workers::queue::JobSender;
 use crate::workers::{Completion, Job, JobBody, Kind, Piece};
@@ -221,7 +223,7 @@ impl BodyState {
     /// asked for).
     fn read_direct(
         &mut self,
-        socket: &TcpStream,
+        socket: &mut Stream,
         bulk: &mut [u8],
     ) -> Option<io::Result<(usize, usize)>> {
         let BodyDecoder::Length { remaining } = &mut self.decoder else {
@@ -234,7 +236,7 @@ impl BodyState {
         if *remaining > room.len() as u64 {
             let want = (*remaining).min(bulk.len() as u64) as usize;
             let buf = &mut bulk[..want];
-            return Some((&*socket).read(buf).map(|n| {
+            return Some(socket.read(buf).map(|n| {
                 *remaining -= n as u64;
                 if let Err(e) = self.spool.write(&buf[..n]) {
                     log::debug!(target: "maitre", "spooling a request body failed: {e}");
@@ -245,7 +247,7 @@ impl BodyState {
         }
         let room = &mut room[..*remaining as usize];
         let asked = room.len();
-        Some(SockRef::from(socket).recv(room).map(|n| {
+        Some(socket.sock_ref().recv(room).map(|n| {
             *remaining -= n as u64;
             // SAFETY: socket2's `recv` passes `room` to recv(2), which
             // initialised the first `n` bytes it returns; `n <= room.len()`.
@@ -314,10 +316,10 @@ pub struct Ctx<'a> {
 }
 
 pub struct Conn {
-    pub socket: TcpStream,
+    pub socket: Stream,
     pub id: ConnId,
-    pub peer: SocketAddr,
-    pub server_port: u16,
+    pub peer: Peer,
+    pub server_port: ServerPort,
     pub shared: Arc<ConnShared>,
     pub last_activity: Instant,
     /// By when the client must have sent a whole request head (from accept,
@@ -346,14 +348,16 @@ pub struct Conn {
     missed_deadline: bool,
     /// Counted in `connections_idle` (kept by the loop, see `is_idle`).
     pub counted_idle: bool,
+    /// `proxy_protocol`: the PROXY header has yet to come, before any request.
+    proxy_header_due: bool,
 }
 
 impl Conn {
     pub fn new(
-        socket: TcpStream,
+        socket: Stream,
         id: ConnId,
-        peer: SocketAddr,
-        server_port: u16,
+        peer: Peer,
+        server_port: ServerPort,
         cfg: &Config,
     ) -> Self {
         Conn {
@@ -377,6 +381,7 @@ impl Conn {
             errored: false,
             missed_deadline: false,
             counted_idle: false,
+            proxy_header_due: cfg.proxy_protocol,
         }
     }
 
@@ -722,6 +727,12 @@ impl Conn {
                     if self.inbuf.is_empty() || self.held_back(ctx.cfg) || ctx.stopping {
                         return;
                     }
+                    if self.proxy_header_due {
+                        if self.read_proxy_header(ctx.cfg) {
+                            continue;
+                        }
+                        return;
+                    }
                     match parse_head(&self.inbuf, ctx.cfg.max_request_header_size) {
                         Ok(Some((head, n))) => {
                             self.inbuf.drain(..n);
@@ -787,6 +798,44 @@ impl Conn {
         }
     }
 
+    /// Takes the PROXY protocol header off the input: its addresses replace
+    /// the connection's own. Refused (closed without a response, as there is
+    /// no client to answer) when it is missing or malformed, or when the peer
+    /// is not a trusted proxy. False while it is incomplete or was refused.
+    fn read_proxy_header(&mut self, cfg: &Config) -> bool {
+        let peer = match self.peer {
+            Peer::Ip(addr) => addr.ip().to_string(),
+            Peer::Local => "localhost".to_owned(),
+        };
+        let outcome = if cfg.proxy.trusts(peer.as_bytes()) {
+            proxy_protocol::parse(&self.inbuf)
+        } else {
+            Err(proxy_protocol::Malformed("not from a trusted_proxy"))
+        };
+        match outcome {
+            Ok(None) => false,
+            Ok(Some((header, n))) => {
+                self.inbuf.drain(..n);
+                self.proxy_header_due = false;
+                if let Header::Proxied {
+                    source,
+                    destination,
+                } = header
+                {
+                    self.peer = Peer::Ip(source);
+                    self.server_port = ServerPort::Tcp(destination.port());
+                }
+                true
+            }
+            Err(proxy_protocol::Malformed(why)) => {
+                log::debug!(target: "maitre", "closing a connection from {peer}: PROXY protocol header: {why}");
+                self.inbuf = Vec::new();
+                self.phase = Phase::Closing;
+                false
+            }
+        }
+    }
+
     fn start_request(&mut self, ctx: &mut Ctx, head: RequestHead) -> Result<(), RequestError> {
         if let BodyFraming::Length(n) = head.framing {
             if n > ctx.cfg.max_request_body_size {
@@ -830,7 +879,7 @@ impl Conn {
             head,
             body,
             peer: self.peer,
-            server_port: self.server_port,
+            server_port: self.server_port.clone(),
             keep_alive,
             queued_at: ctx.now,
         };
@@ -897,6 +946,7 @@ mod tests {
     fn config() -> Config {
         Config {
             listen: vec![],
+            unix_socket_perms: 0o600,
             threads: 1,
             backlog: 16,
             connection_limit: 10,
@@ -920,6 +970,7 @@ mod tests {
             strict_backlog: false,
             metrics: None,
             proxy: Default::default(),
+            proxy_protocol: false,
             log_socket_errors: true,
         }
     }
@@ -951,7 +1002,13 @@ mod tests {
             };
             let (jobs_tx, jobs) = crate::workers::queue::channel();
             Rig {
-                conn: Conn::new(TcpStream::from_std(server), id, peer, 80, &config()),
+                conn: Conn::new(
+                    Stream::Tcp(mio::net::TcpStream::from_std(server)),
+                    id,
+                    Peer::Ip(peer),
+                    ServerPort::Tcp(80),
+                    &config(),
+                ),
                 client,
                 jobs_tx,
                 jobs,

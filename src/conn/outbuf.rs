@@ -25,12 +25,6 @@ pub trait Sink: Write {
     }
 }
 
-impl Sink for mio::net::TcpStream {
-    fn send_file(&mut self, file: &mut FilePiece) -> io::Result<usize> {
-        file.send_to(self)
-    }
-}
-
 /// Bytes read back from the spill file per write attempt.
 const SPILL_READ: usize = 64 * 1024;
 

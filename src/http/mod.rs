@@ -1,12 +1,14 @@
 //! HTTP/1.1 on bytes alone: request heads (`parse`), request bodies (`body`),
-//! responses (`response`), the cached `Date` header (`date`) and trusted
-//! proxies' forwarding headers (`proxy`). Nothing here
+//! responses (`response`), the cached `Date` header (`date`), trusted
+//! proxies' forwarding headers (`proxy`) and the PROXY protocol header that
+//! may start a connection (`proxy_protocol`). Nothing here
 //! touches a socket or Python, so every rule is unit-tested on byte strings.
 
 pub mod body;
 pub mod date;
 pub mod parse;
 pub mod proxy;
+pub mod proxy_protocol;
 pub mod response;
 
 /// The two HTTP versions a request can carry (httparse rejects anything else).

@@ -1,13 +1,103 @@
 use std::io;
 use std::net::SocketAddr;
+#[cfg(unix)]
+use std::os::fd::BorrowedFd;
+#[cfg(unix)]
+use std::sync::Arc;
 
+use mio::event::Source;
 use mio::net::TcpListener;
+#[cfg(unix)]
+use mio::net::UnixListener;
+use mio::{Interest, Registry, Token};
+use pyo3::IntoPyObject;
 use socket2::{Domain, Protocol, Socket, Type};
 
-/// One bound, listening TCP socket.
+use super::stream::Stream;
+use super::{Peer, ServerPort};
+
+/// One bound, listening socket.
 pub struct Listener {
-    pub socket: TcpListener,
-    pub addr: SocketAddr,
+    pub socket: ListenSocket,
+    /// `SERVER_PORT` of its connections.
+    pub server_port: ServerPort,
+    /// Where it listens, for `effective_listen`.
+    pub effective: (String, Port),
+    /// A socket the caller bound (`sockets=`): its blocking mode to give back.
+    #[cfg(unix)]
+    borrowed: Option<Borrowed>,
+}
+
+pub enum ListenSocket {
+    Tcp(TcpListener),
+    #[cfg(unix)]
+    Unix(UnixListener),
+}
+
+/// Where a listener listens, as `effective_listen` shows it (as waitress's
+/// `effective_host, effective_port`): `(ip, port)` or `("unix", path)`.
+#[derive(Clone, Debug, IntoPyObject)]
+pub enum Port {
+    Number(u16),
+    Path(String),
+}
+
+/// What a socket the caller handed over needs given back when maitre is
+/// done with it: O_NONBLOCK is shared with the caller's descriptor, and only
+/// the process that took the socket gives it back (worker processes share
+/// the same open socket, which the others still serve on).
+#[cfg(unix)]
+struct Borrowed {
+    was_nonblocking: bool,
+    pid: u32,
+}
+
+impl Listener {
+    /// How reports name it: `ip:port`, `[ip6]:port` or `unix:PATH`.
+    pub fn shown(&self) -> String {
+        match &self.effective {
+            (host, Port::Number(p)) if host.contains(':') => format!("[{host}]:{p}"),
+            (host, Port::Number(p)) => format!("{host}:{p}"),
+            (_, Port::Path(path)) => format!("unix:{path}"),
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match &self.socket {
+            ListenSocket::Tcp(_) => "tcp",
+            #[cfg(unix)]
+            ListenSocket::Unix(_) => "unix",
+        }
+    }
+
+    #[cfg(unix)]
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        match &self.socket {
+            ListenSocket::Tcp(l) => l.as_raw_fd(),
+            ListenSocket::Unix(l) => l.as_raw_fd(),
+        }
+    }
+}
+
+/// A bare TCP listener, bound as `Listener::bind` binds (the metrics
+/// endpoint's, which serves no app).
+pub fn bind_tcp(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
+    let socket = bind_tcp_socket(addr, backlog)?;
+    socket.set_nonblocking(true)?;
+    Ok(TcpListener::from_std(socket.into()))
+}
+
+fn bind_tcp_socket(addr: SocketAddr, backlog: i32) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    #[cfg(unix)]
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(backlog)?;
+    Ok(socket)
 }
 
 impl Listener {
@@ -15,20 +105,275 @@ impl Listener {
     /// on Unix (a restart must not wait out TIME_WAIT), v6 sockets v6-only so
     /// `[::]` and `0.0.0.0` can both be bound on one port.
     pub fn bind(addr: SocketAddr, backlog: i32) -> io::Result<Listener> {
-        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-        #[cfg(unix)]
-        socket.set_reuse_address(true)?;
-        if addr.is_ipv6() {
-            socket.set_only_v6(true)?;
-        }
-        socket.bind(&addr.into())?;
-        socket.listen(backlog)?;
+        Self::tcp(bind_tcp_socket(addr, backlog)?)
+    }
+
+    fn tcp(socket: Socket) -> io::Result<Listener> {
         socket.set_nonblocking(true)?;
         let std_listener: std::net::TcpListener = socket.into();
         let addr = std_listener.local_addr()?;
         Ok(Listener {
-            socket: TcpListener::from_std(std_listener),
-            addr,
+            socket: ListenSocket::Tcp(TcpListener::from_std(std_listener)),
+            server_port: ServerPort::Tcp(addr.port()),
+            effective: (addr.ip().to_string(), Port::Number(addr.port())),
+            #[cfg(unix)]
+            borrowed: None,
         })
+    }
+
+    /// Binds a Unix socket at `path` with permissions `perms` and listens. A
+    /// socket file left by a dead server is replaced; one a live server
+    /// listens on stays its own, and binding fails with EADDRINUSE.
+    #[cfg(unix)]
+    pub fn bind_unix(path: &str, perms: u32, backlog: i32) -> io::Result<Listener> {
+        use std::os::unix::fs::PermissionsExt;
+        let addr = socket2::SockAddr::unix(path)?;
+        remove_stale(path, &addr)?;
+        let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+        socket.bind(&addr)?;
+        // Before listen(): until then a client is refused, never let in early.
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(perms))?;
+        socket.listen(backlog)?;
+        Self::unix(socket, path)
+    }
+
+    #[cfg(unix)]
+    fn unix(socket: Socket, path: &str) -> io::Result<Listener> {
+        socket.set_nonblocking(true)?;
+        let std_listener: std::os::unix::net::UnixListener = socket.into();
+        Ok(Listener {
+            socket: ListenSocket::Unix(UnixListener::from_std(std_listener)),
+            server_port: ServerPort::Unix(Arc::from(path)),
+            effective: ("unix".to_owned(), Port::Path(path.to_owned())),
+            borrowed: None,
+        })
+    }
+
+    /// Serves a socket the caller bound (`sockets=`) on a duplicate of its
+    /// descriptor, so the caller's stays open. A socket already listening
+    /// keeps its own backlog; one that is only bound listens with `backlog`.
+    #[cfg(unix)]
+    pub fn adopt(fd: BorrowedFd<'_>, backlog: i32) -> io::Result<Listener> {
+        let socket = Socket::from(fd.try_clone_to_owned()?);
+        let unsupported = || {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "only TCP (IPv4, IPv6) and Unix stream sockets can be served",
+            )
+        };
+        if socket.r#type()? != Type::STREAM {
+            return Err(unsupported());
+        }
+        if !is_listening(&socket)? {
+            socket.listen(backlog)?;
+        }
+        let was_nonblocking = socket.nonblocking()?;
+        let local = socket.local_addr()?;
+        let mut listener = match local.domain() {
+            Domain::IPV4 | Domain::IPV6 => Self::tcp(socket)?,
+            Domain::UNIX => {
+                let path = local
+                    .as_pathname()
+                    .map(|p| p.to_string_lossy().into_owned());
+                Self::unix(socket, path.as_deref().unwrap_or(""))?
+            }
+            _ => return Err(unsupported()),
+        };
+        listener.borrowed = Some(Borrowed {
+            was_nonblocking,
+            pid: std::process::id(),
+        });
+        Ok(listener)
+    }
+
+    /// Accepts a connection (TCP ones without Nagle's delay: small responses
+    /// must not wait for it).
+    pub fn accept(&self) -> io::Result<(Stream, Peer)> {
+        match &self.socket {
+            ListenSocket::Tcp(l) => {
+                let (stream, peer) = l.accept()?;
+                let _ = stream.set_nodelay(true);
+                Ok((Stream::Tcp(stream), Peer::Ip(peer)))
+            }
+            #[cfg(unix)]
+            ListenSocket::Unix(l) => {
+                let (stream, _) = l.accept()?;
+                Ok((Stream::Unix(stream), Peer::Local))
+            }
+        }
+    }
+}
+
+#[cfg(unix)]
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let Some(b) = &self.borrowed else { return };
+        if b.pid == std::process::id() {
+            let _ = self.socket_ref().set_nonblocking(b.was_nonblocking);
+        }
+    }
+}
+
+#[cfg(unix)]
+impl Listener {
+    fn socket_ref(&self) -> socket2::SockRef<'_> {
+        match &self.socket {
+            ListenSocket::Tcp(l) => socket2::SockRef::from(l),
+            ListenSocket::Unix(l) => socket2::SockRef::from(l),
+        }
+    }
+}
+
+impl Source for ListenSocket {
+    fn register(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interests: Interest,
+    ) -> io::Result<()> {
+        match self {
+            ListenSocket::Tcp(l) => l.register(registry, token, interests),
+            #[cfg(unix)]
+            ListenSocket::Unix(l) => l.register(registry, token, interests),
+        }
+    }
+
+    fn reregister(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interests: Interest,
+    ) -> io::Result<()> {
+        match self {
+            ListenSocket::Tcp(l) => l.reregister(registry, token, interests),
+            #[cfg(unix)]
+            ListenSocket::Unix(l) => l.reregister(registry, token, interests),
+        }
+    }
+
+    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        match self {
+            ListenSocket::Tcp(l) => l.deregister(registry),
+            #[cfg(unix)]
+            ListenSocket::Unix(l) => l.deregister(registry),
+        }
+    }
+}
+
+/// Removes the socket file at `path` when no server listens on it any more
+/// (connecting is refused). Anything else is left for `bind` to report: a
+/// live server's socket (its clients keep it), or a file that is no socket.
+#[cfg(unix)]
+fn remove_stale(path: &str, addr: &socket2::SockAddr) -> io::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {}
+        _ => return Ok(()),
+    }
+    let probe = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    // Non-blocking: a live server with a full backlog must not hang us.
+    probe.set_nonblocking(true)?;
+    match probe.connect(addr) {
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+            match std::fs::remove_file(path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Whether `listen()` was called on the socket already. Where the OS cannot
+/// say, it is assumed not: listening again only sets the backlog.
+#[cfg(unix)]
+fn is_listening(socket: &Socket) -> io::Result<bool> {
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+    return socket.is_listener();
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+    {
+        let _ = socket;
+        Ok(false)
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use socket2::SockRef;
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    use std::os::unix::net::{UnixListener as StdUnixListener, UnixStream as StdUnixStream};
+
+    fn temp_path(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("maitre-listener-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        let _ = std::fs::remove_file(&path);
+        path
+    }
+
+    #[test]
+    fn binds_a_unix_socket_with_the_permissions_asked() {
+        let path = temp_path("perms.sock");
+        let p = path.to_str().unwrap();
+        let l = Listener::bind_unix(p, 0o640, 8).unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert!(meta.file_type().is_socket());
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o640);
+        assert_eq!(l.server_port, ServerPort::Unix(Arc::from(p)));
+        let _client = StdUnixStream::connect(&path).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        let (_, peer) = l.accept().unwrap();
+        assert_eq!(peer, Peer::Local);
+    }
+
+    #[test]
+    fn a_stale_socket_file_is_replaced() {
+        let path = temp_path("stale.sock");
+        drop(StdUnixListener::bind(&path).unwrap()); // its server died: the file stays
+        assert!(path.exists());
+        let _l = Listener::bind_unix(path.to_str().unwrap(), 0o600, 8).unwrap();
+        StdUnixStream::connect(&path).expect("the new socket listens");
+    }
+
+    #[test]
+    fn a_live_servers_socket_is_refused_and_kept() {
+        let path = temp_path("live.sock");
+        let live = StdUnixListener::bind(&path).unwrap();
+        let e = Listener::bind_unix(path.to_str().unwrap(), 0o600, 8)
+            .err()
+            .expect("refused");
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
+        assert!(e.raw_os_error().is_some());
+        let _client = StdUnixStream::connect(&path).expect("still the live server's");
+        live.set_nonblocking(true).unwrap();
+        // The probe's connection and this one both reach the live server.
+        assert!(live.accept().is_ok());
+    }
+
+    #[test]
+    fn a_path_that_is_no_socket_is_left_alone() {
+        let path = temp_path("file.sock");
+        std::fs::write(&path, b"data").unwrap();
+        let e = Listener::bind_unix(path.to_str().unwrap(), 0o600, 8)
+            .err()
+            .expect("refused");
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
+        assert_eq!(std::fs::read(&path).unwrap(), b"data");
+    }
+
+    #[test]
+    fn an_adopted_socket_keeps_its_descriptor_and_blocking_mode() {
+        use std::os::fd::AsFd;
+        let path = temp_path("adopted.sock");
+        let mine = StdUnixListener::bind(&path).unwrap();
+        let l = Listener::adopt(mine.as_fd(), 8).unwrap();
+        assert_eq!(l.effective.0, "unix");
+        assert!(matches!(&l.effective.1, Port::Path(p) if p == path.to_str().unwrap()));
+        assert!(SockRef::from(&mine).nonblocking().unwrap());
+        drop(l);
+        assert!(!SockRef::from(&mine).nonblocking().unwrap());
+        let _client = StdUnixStream::connect(&path).unwrap();
+        assert!(mine.accept().is_ok(), "the caller's socket still serves");
     }
 }

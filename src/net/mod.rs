@@ -1,17 +1,47 @@
-//! Listening sockets: bound and `listen()`ed by socket2 so the backlog is ours
-//! to choose (mio's own bind hard-codes it), then handed to mio. And how a
-//! connection's socket errors are reported.
+//! Sockets: listening ones bound and `listen()`ed by socket2 so the backlog is
+//! ours to choose (mio's own bind hard-codes it), then handed to mio; the
+//! stream of a connection, TCP or Unix; the addresses the environ shows; and
+//! how a connection's socket errors are reported.
 
 pub mod listener;
+pub mod stream;
 
+use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use crate::config::Config;
 
+/// Who is at the other end of a connection (`REMOTE_ADDR`, `REMOTE_PORT`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Peer {
+    Ip(SocketAddr),
+    /// A Unix socket's client, which has no address: waitress shows
+    /// `localhost` and the port `None`.
+    Local,
+}
+
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Peer::Ip(addr) => addr.fmt(f),
+            Peer::Local => f.write_str("a unix socket client"),
+        }
+    }
+}
+
+/// What a connection arrived at (`SERVER_PORT`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServerPort {
+    Tcp(u16),
+    /// A Unix socket: waitress shows its path.
+    Unix(Arc<str>),
+}
+
 /// A connection's socket failed (a reset, a broken pipe): logged at ERROR with
 /// `log_socket_errors`, as waitress logs its "Socket error", else at DEBUG.
-pub fn socket_error(cfg: &Config, doing: &str, peer: SocketAddr, e: &io::Error) {
+pub fn socket_error(cfg: &Config, doing: &str, peer: Peer, e: &io::Error) {
     if cfg.log_socket_errors {
         log::error!(target: "maitre", "Socket error {doing} {peer}: {e}");
     } else {

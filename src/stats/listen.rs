@@ -3,8 +3,6 @@
 //! `TCP_INFO` on a listener: `tcpi_sacked` and `tcpi_unacked`), and the
 //! host's count of connections dropped from full accept queues.
 
-use std::net::SocketAddr;
-
 use parking_lot::Mutex;
 
 use crate::net::listener::Listener;
@@ -107,7 +105,8 @@ pub fn host_listen_overflows() -> Option<u64> {
 /// One listening socket, as reported.
 #[derive(Clone, Debug)]
 pub struct ListenerInfo {
-    pub address: SocketAddr,
+    /// `ip:port`, `[ip6]:port` or `unix:PATH`.
+    pub address: String,
     pub kind: &'static str,
     pub backlog_requested: i32,
     /// The backlog in force, read back from the socket where the OS tells,
@@ -117,7 +116,8 @@ pub struct ListenerInfo {
 }
 
 struct View {
-    address: SocketAddr,
+    address: String,
+    kind: &'static str,
     #[cfg(target_os = "linux")]
     fd: std::os::fd::RawFd,
 }
@@ -136,9 +136,10 @@ impl ListenViews {
         let views = listeners
             .iter()
             .map(|l| View {
-                address: l.addr,
+                address: l.shown(),
+                kind: l.kind(),
                 #[cfg(target_os = "linux")]
-                fd: std::os::fd::AsRawFd::as_raw_fd(&l.socket),
+                fd: l.raw_fd(),
             })
             .collect();
         ListenViews {
@@ -166,8 +167,8 @@ impl ListenViews {
                 #[cfg(not(target_os = "linux"))]
                 let kernel: Option<(u32, u32)> = None;
                 ListenerInfo {
-                    address: v.address,
-                    kind: "tcp",
+                    address: v.address.clone(),
+                    kind: v.kind,
                     backlog_requested: self.backlog,
                     backlog_effective: Some(
                         kernel.map_or(clamped, |(_, b)| i32::try_from(b).unwrap_or(i32::MAX)),
@@ -192,8 +193,10 @@ mod tests {
         let addr = "127.0.0.1:0".parse().unwrap();
         let listener = Listener::bind(addr, 7).unwrap();
         let views = ListenViews::new(std::slice::from_ref(&listener), 7);
+        let at = views.read()[0].address.clone();
+        assert_eq!(views.read()[0].kind, "tcp");
         let clients: Vec<_> = (0..3)
-            .map(|_| std::net::TcpStream::connect(listener.addr).unwrap())
+            .map(|_| std::net::TcpStream::connect(&at).unwrap())
             .collect();
         std::thread::sleep(std::time::Duration::from_millis(50));
         let info = &views.read()[0];

@@ -227,7 +227,7 @@ fn histogram(out: &mut Out, name: &str, l: &str, h: &HistSnapshot) {
 }
 
 fn listen_metrics(out: &mut Out, r: &Report) {
-    let listener = |addr: &std::net::SocketAddr| format!("listener=\"{addr}\"");
+    let listener = |addr: &str| format!("listener=\"{}\"", label_value(addr));
     out.family(
         "maitre_listen_backlog",
         "gauge",
@@ -274,4 +274,12 @@ fn listen_metrics(out: &mut Out, r: &Report) {
         "1 once this process is stopping.",
     );
     out.sample("maitre_draining", "", u8::from(r.draining));
+}
+
+/// A label value in the text format: backslash, quote and newline escaped
+/// (a unix socket's path may hold any of them).
+fn label_value(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }

@@ -92,7 +92,7 @@ impl Report {
             .map(|l| {
                 format!(
                     r#"{{"address":"{}","kind":"{}","backlog_requested":{},"backlog_effective":{},"queue_length":{}}}"#,
-                    l.address,
+                    json_string_body(&l.address),
                     l.kind,
                     l.backlog_requested,
                     opt(l.backlog_effective),
@@ -192,4 +192,21 @@ fn histogram_json(out: &mut String, h: &HistSnapshot) {
         seconds(h.sum_micros),
         h.count()
     );
+}
+
+/// `s` escaped for use inside a JSON string (a unix socket's path may hold
+/// quotes, backslashes or control characters).
+fn json_string_body(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }

@@ -5,7 +5,6 @@
 pub mod pool;
 pub mod queue;
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -20,6 +19,7 @@ use crate::conn::{ConnShared, RequestId};
 use crate::event_loop::Control;
 use crate::http::body::BodyReader;
 use crate::http::parse::RequestHead;
+use crate::net::{Peer, ServerPort};
 use crate::os::sendfile::FilePiece;
 
 /// A complete request on its way to a worker.
@@ -28,8 +28,8 @@ pub struct Job {
     pub shared: Arc<ConnShared>,
     pub head: RequestHead,
     pub body: JobBody,
-    pub peer: SocketAddr,
-    pub server_port: u16,
+    pub peer: Peer,
+    pub server_port: ServerPort,
     /// The connection may carry another request after this one.
     pub keep_alive: bool,
     /// When its head was complete (for the queue wait and the request time).

@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::io::Write;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::http::parse::RequestHead;
 use crate::http::proxy::{self, Forwarding, HeaderSet, ProxyError, ProxyHeader};
 use crate::http::{decimal, Version};
+use crate::net::{Peer, ServerPort};
 
 use super::input::InputStream;
 use super::start_response::StartResponse;
@@ -101,6 +102,14 @@ pub fn percent_decode(input: &[u8]) -> Cow<'_, [u8]> {
 /// A port as a Python str, without a Rust `String` on the way.
 fn number<'py>(py: Python<'py>, n: u16) -> PyResult<Bound<'py, PyString>> {
     latin1(py, decimal(n.into(), &mut [0; 20]))
+}
+
+/// REMOTE_ADDR: a Unix socket's client is `localhost`, as in waitress.
+fn peer_text(peer: Peer, buf: &mut [u8; 64]) -> &[u8] {
+    match peer {
+        Peer::Ip(addr) => ip_text(addr.ip(), buf),
+        Peer::Local => b"localhost",
+    }
 }
 
 /// REMOTE_ADDR: IPv4 written by hand (the common case, and `fmt` costs more
@@ -220,8 +229,8 @@ pub struct AddrStrings {
 }
 
 struct AddrEntry {
-    peer: SocketAddr,
-    server_port: u16,
+    peer: Peer,
+    server_port: ServerPort,
     strings: [Py<PyString>; 3],
 }
 
@@ -240,25 +249,36 @@ impl AddrStrings {
     fn get<'py>(
         &self,
         py: Python<'py>,
-        peer: SocketAddr,
-        server_port: u16,
+        peer: Peer,
+        server_port: &ServerPort,
     ) -> PyResult<[Bound<'py, PyString>; 3]> {
         let mut slots = self.slots.borrow_mut();
-        let slot = &mut slots[usize::from(peer.port()) % ADDR_SLOTS];
+        let port = match peer {
+            Peer::Ip(addr) => addr.port(),
+            Peer::Local => 0,
+        };
+        let slot = &mut slots[usize::from(port) % ADDR_SLOTS];
         if let Some(e) = slot
             .as_ref()
-            .filter(|e| e.peer == peer && e.server_port == server_port)
+            .filter(|e| e.peer == peer && e.server_port == *server_port)
         {
             return Ok(e.strings.each_ref().map(|s| s.bind(py).clone()));
         }
         let strings = [
-            number(py, server_port)?,
-            latin1(py, ip_text(peer.ip(), &mut [0; 64]))?,
-            number(py, peer.port())?,
+            match server_port {
+                ServerPort::Tcp(n) => number(py, *n)?,
+                ServerPort::Unix(path) => PyString::new(py, path),
+            },
+            latin1(py, peer_text(peer, &mut [0; 64]))?,
+            match peer {
+                Peer::Ip(addr) => number(py, addr.port())?,
+                // waitress: str(None), a Unix socket's peer having no port.
+                Peer::Local => intern!(py, "None").clone(),
+            },
         ];
         *slot = Some(AddrEntry {
             peer,
-            server_port,
+            server_port: server_port.clone(),
             strings: strings.each_ref().map(|s| s.clone().unbind()),
         });
         Ok(strings)
@@ -298,8 +318,8 @@ pub const PER_REQUEST_KEYS: [&str; 11] = [
 
 pub struct RequestMeta<'a> {
     pub head: &'a RequestHead,
-    pub peer: SocketAddr,
-    pub server_port: u16,
+    pub peer: Peer,
+    pub server_port: ServerPort,
     /// The length of a de-chunked body: replaces CONTENT_LENGTH and hides
     /// Transfer-Encoding, which no longer describes what `wsgi.input` yields.
     pub content_length: Option<u64>,
@@ -313,7 +333,9 @@ pub enum Built<'py> {
 }
 
 /// A trusted proxy's headers, read for a request from it; `None` from any
-/// other peer, and at no cost when no proxy is configured.
+/// other peer, and at no cost when no proxy is configured. With
+/// `proxy_protocol` every connection comes from a trusted proxy (others are
+/// closed), whatever client its PROXY header names.
 fn forwarding(
     cfg: &Config,
     meta: &RequestMeta,
@@ -322,8 +344,8 @@ fn forwarding(
     if proxy.trusted_proxy.is_none() {
         return Ok(Ok(None));
     }
-    let peer = ip_text(meta.peer.ip(), &mut [0; 64]).to_vec();
-    if !proxy.trusts(&peer) {
+    let peer = peer_text(meta.peer, &mut [0; 64]).to_vec();
+    if !cfg.proxy_protocol && !proxy.trusts(&peer) {
         return Ok(Ok(None));
     }
     let values = proxy::Values::collect(meta.head.header_pairs());
@@ -403,7 +425,7 @@ pub fn build<'py>(
         Version::Http11 => intern!(py, "HTTP/1.1"),
     };
     env.set_item(intern!(py, "SERVER_PROTOCOL"), protocol)?;
-    let [server_port, ip, port] = ctx.addr_strings.get(py, meta.peer, meta.server_port)?;
+    let [server_port, ip, port] = ctx.addr_strings.get(py, meta.peer, &meta.server_port)?;
     env.set_item(intern!(py, "SERVER_PORT"), server_port)?;
     env.set_item(intern!(py, "REMOTE_ADDR"), &ip)?;
     env.set_item(intern!(py, "REMOTE_HOST"), ip)?;

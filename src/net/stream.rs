@@ -1,0 +1,104 @@
+//! A connection's socket: TCP, or on Unix a Unix domain socket. One enum
+//! rather than generics over the whole connection: the match per call costs
+//! a predictable branch, and TCP connections pay nothing else.
+
+use std::io::{self, IoSlice, Read, Write};
+use std::net::Shutdown;
+
+use mio::event::Source;
+use mio::net::TcpStream;
+#[cfg(unix)]
+use mio::net::UnixStream;
+use mio::{Interest, Registry, Token};
+use socket2::SockRef;
+
+use crate::conn::Sink;
+use crate::os::sendfile::FilePiece;
+
+#[derive(Debug)]
+pub enum Stream {
+    Tcp(TcpStream),
+    #[cfg(unix)]
+    Unix(UnixStream),
+}
+
+/// Runs `$body` with `$s` bound to the inner stream, whichever it is.
+macro_rules! each {
+    ($self:expr, $s:ident => $body:expr) => {
+        match $self {
+            Stream::Tcp($s) => $body,
+            #[cfg(unix)]
+            Stream::Unix($s) => $body,
+        }
+    };
+}
+
+impl Stream {
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        each!(self, s => s.shutdown(how))
+    }
+
+    /// The socket for socket2's calls (`recv` into uninitialised memory).
+    pub fn sock_ref(&self) -> SockRef<'_> {
+        each!(self, s => SockRef::from(s))
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        each!(self, s => s.read(buf))
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        each!(self, s => s.write(buf))
+    }
+
+    /// Forwarded: the default would write only the first buffer.
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        each!(self, s => s.write_vectored(bufs))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        each!(self, s => s.flush())
+    }
+}
+
+/// `sendfile(2)` takes any stream socket, Unix ones included.
+impl Sink for Stream {
+    fn send_file(&mut self, file: &mut FilePiece) -> io::Result<usize> {
+        file.send_to(self)
+    }
+}
+
+#[cfg(unix)]
+impl std::os::fd::AsRawFd for Stream {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        each!(self, s => s.as_raw_fd())
+    }
+}
+
+impl Source for Stream {
+    fn register(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interests: Interest,
+    ) -> io::Result<()> {
+        each!(self, s => s.register(registry, token, interests))
+    }
+
+    fn reregister(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interests: Interest,
+    ) -> io::Result<()> {
+        each!(self, s => s.reregister(registry, token, interests))
+    }
+
+    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        each!(self, s => s.deregister(registry))
+    }
+}
