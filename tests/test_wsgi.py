@@ -800,3 +800,46 @@ def test_wsgiref_validator(serve, caplog):
     assert problems == []
     errors = [rec for rec in caplog.records if rec.levelno >= logging.ERROR]
     assert errors == [], [rec.getMessage() for rec in errors]
+
+
+# ----------------------------------------------------------------- declared length complete
+
+
+def test_a_response_is_sent_whole_once_its_declared_length_is_written(serve):
+    """The last byte of a declared Content-Length ends the response at once: the
+    client has it while the app is still running (its iterable not yet exhausted)."""
+    release = threading.Event()
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Length", "5")])
+
+        def body():
+            yield b"hello"
+            release.wait(5)  # the response is complete before this returns
+
+        return body()
+
+    s = serve(app)
+    try:
+        with Conn(s.port) as c:
+            c.send(req("GET", "/"))
+            r = c.read_response(timeout=2)
+            assert (r.status, r.body) == (200, b"hello")
+            c.assert_open()  # kept alive, and another worker answers meanwhile
+    finally:
+        release.set()
+
+
+def test_body_past_the_declared_length_is_dropped_and_logged(serve, caplog):
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Length", "5")])
+        return iter([b"hello", b" and more"])
+
+    s = serve(app)
+    with caplog.at_level(logging.ERROR, logger="maitre"):
+        with Conn(s.port) as c:
+            c.send(req("GET", "/"))
+            r = c.read_response()
+            assert (r.status, r.body) == (200, b"hello")
+            c.assert_open()
+        assert wait_for(lambda: "past its Content-Length" in caplog.text), caplog.text

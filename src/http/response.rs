@@ -246,6 +246,11 @@ impl ResponseEncoder {
         (len, b"\r\n")
     }
 
+    /// A declared length has been sent in full: nothing more can follow.
+    pub fn is_complete(&self) -> bool {
+        matches!(self.encoding, BodyEncoding::Length(n) if self.written == n)
+    }
+
     /// Ends the body; returns whether the connection may carry another request.
     pub fn finish(&mut self, out: &mut Vec<u8>) -> bool {
         match self.encoding {

@@ -127,8 +127,12 @@ impl StartResponse {
         chunk: &Bound<'_, PyBytes>,
     ) -> PyResult<Result<(), ClientGone>> {
         if self.finished {
+            if chunk.as_bytes().is_empty() {
+                return Ok(Ok(()));
+            }
             return Err(PyRuntimeError::new_err(
-                "write() called after the response ended",
+                "body data after the response ended (past its Content-Length, or written \
+                 after it was complete)",
             ));
         }
         if chunk.as_bytes().is_empty() && self.encoder.is_none() {
@@ -136,6 +140,16 @@ impl StartResponse {
         }
         self.start(None)?;
         self.push_body(chunk);
+        if self
+            .encoder
+            .as_ref()
+            .is_some_and(ResponseEncoder::is_complete)
+        {
+            // The declared length is all there: head, body and end go to the
+            // loop as one message (a framework's one-chunk response).
+            self.end();
+            return Ok(Ok(()));
+        }
         Ok(self.flush(py, Kind::More))
     }
 
