@@ -73,10 +73,7 @@ impl Listener {
     #[cfg(unix)]
     pub fn raw_fd(&self) -> std::os::fd::RawFd {
         use std::os::fd::AsRawFd;
-        match &self.socket {
-            ListenSocket::Tcp(l) => l.as_raw_fd(),
-            ListenSocket::Unix(l) => l.as_raw_fd(),
-        }
+        each!(ListenSocket, &self.socket, l => l.as_raw_fd())
     }
 }
 
@@ -217,10 +214,7 @@ impl Drop for Listener {
 #[cfg(unix)]
 impl Listener {
     fn socket_ref(&self) -> socket2::SockRef<'_> {
-        match &self.socket {
-            ListenSocket::Tcp(l) => socket2::SockRef::from(l),
-            ListenSocket::Unix(l) => socket2::SockRef::from(l),
-        }
+        each!(ListenSocket, &self.socket, l => socket2::SockRef::from(l))
     }
 }
 
@@ -231,11 +225,7 @@ impl Source for ListenSocket {
         token: Token,
         interests: Interest,
     ) -> io::Result<()> {
-        match self {
-            ListenSocket::Tcp(l) => l.register(registry, token, interests),
-            #[cfg(unix)]
-            ListenSocket::Unix(l) => l.register(registry, token, interests),
-        }
+        each!(ListenSocket, self, l => l.register(registry, token, interests))
     }
 
     fn reregister(
@@ -244,19 +234,11 @@ impl Source for ListenSocket {
         token: Token,
         interests: Interest,
     ) -> io::Result<()> {
-        match self {
-            ListenSocket::Tcp(l) => l.reregister(registry, token, interests),
-            #[cfg(unix)]
-            ListenSocket::Unix(l) => l.reregister(registry, token, interests),
-        }
+        each!(ListenSocket, self, l => l.reregister(registry, token, interests))
     }
 
     fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
-        match self {
-            ListenSocket::Tcp(l) => l.deregister(registry),
-            #[cfg(unix)]
-            ListenSocket::Unix(l) => l.deregister(registry),
-        }
+        each!(ListenSocket, self, l => l.deregister(registry))
     }
 }
 

@@ -3,6 +3,19 @@
 //! stream of a connection, TCP or Unix; the addresses the environ shows; and
 //! how a connection's socket errors are reported.
 
+/// Runs `$body` with `$s` bound to the socket inside `$self`, an enum `$ty`
+/// with a `Tcp` and (on Unix) a `Unix` variant: what a listener and a stream
+/// do is the same call on either kind.
+macro_rules! each {
+    ($ty:ident, $self:expr, $s:ident => $body:expr) => {
+        match $self {
+            $ty::Tcp($s) => $body,
+            #[cfg(unix)]
+            $ty::Unix($s) => $body,
+        }
+    };
+}
+
 pub mod listener;
 pub mod stream;
 

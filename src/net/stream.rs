@@ -22,46 +22,35 @@ pub enum Stream {
     Unix(UnixStream),
 }
 
-/// Runs `$body` with `$s` bound to the inner stream, whichever it is.
-macro_rules! each {
-    ($self:expr, $s:ident => $body:expr) => {
-        match $self {
-            Stream::Tcp($s) => $body,
-            #[cfg(unix)]
-            Stream::Unix($s) => $body,
-        }
-    };
-}
-
 impl Stream {
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        each!(self, s => s.shutdown(how))
+        each!(Stream, self, s => s.shutdown(how))
     }
 
     /// The socket for socket2's calls (`recv` into uninitialised memory).
     pub fn sock_ref(&self) -> SockRef<'_> {
-        each!(self, s => SockRef::from(s))
+        each!(Stream, self, s => SockRef::from(s))
     }
 }
 
 impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        each!(self, s => s.read(buf))
+        each!(Stream, self, s => s.read(buf))
     }
 }
 
 impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        each!(self, s => s.write(buf))
+        each!(Stream, self, s => s.write(buf))
     }
 
     /// Forwarded: the default would write only the first buffer.
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        each!(self, s => s.write_vectored(bufs))
+        each!(Stream, self, s => s.write_vectored(bufs))
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        each!(self, s => s.flush())
+        each!(Stream, self, s => s.flush())
     }
 }
 
@@ -75,7 +64,7 @@ impl Sink for Stream {
 #[cfg(unix)]
 impl std::os::fd::AsRawFd for Stream {
     fn as_raw_fd(&self) -> std::os::fd::RawFd {
-        each!(self, s => s.as_raw_fd())
+        each!(Stream, self, s => s.as_raw_fd())
     }
 }
 
@@ -86,7 +75,7 @@ impl Source for Stream {
         token: Token,
         interests: Interest,
     ) -> io::Result<()> {
-        each!(self, s => s.register(registry, token, interests))
+        each!(Stream, self, s => s.register(registry, token, interests))
     }
 
     fn reregister(
@@ -95,10 +84,10 @@ impl Source for Stream {
         token: Token,
         interests: Interest,
     ) -> io::Result<()> {
-        each!(self, s => s.reregister(registry, token, interests))
+        each!(Stream, self, s => s.reregister(registry, token, interests))
     }
 
     fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
-        each!(self, s => s.deregister(registry))
+        each!(Stream, self, s => s.deregister(registry))
     }
 }
