@@ -65,12 +65,26 @@ def run_one_server() -> None:
     assert not t.is_alive()
 
 
+def steady(count, timeout=5.0) -> int:
+    """``count()`` once it has stopped falling: threads that earlier tests left
+    behind may still be on their way out."""
+    last = count()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.25)
+        now = count()
+        if now >= last:
+            return now
+        last = now
+    return last
+
+
 def test_no_fd_or_thread_leak_after_stop():
     run_one_server()  # first use opens what stays open by design (log handlers, ...)
     gc.collect()
-    before_fds, before_threads = fds(), os_threads()
+    before_fds, before_threads = steady(fds), steady(os_threads)
     for _ in range(3):
         run_one_server()
     gc.collect()
-    assert settle(lambda: os_threads() == before_threads), (before_threads, os_threads())
+    assert settle(lambda: os_threads() <= before_threads), (before_threads, os_threads())
     assert settle(lambda: fds() <= before_fds), (before_fds, fds())

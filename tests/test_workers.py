@@ -74,6 +74,11 @@ def cluster(tmp_path):
                 assert time.monotonic() < deadline, "the server never answered"
                 time.sleep(0.1)
 
+        # Both workers have started (and said so) before a test looks.
+        while len(_started(log)) < 2:
+            assert proc.poll() is None, open(log.name).read()
+            assert time.monotonic() < deadline, "the workers never both started"
+            time.sleep(0.05)
         yield proc, port, lambda: _started(log), log
     finally:
         # Unless the parent was reaped (its pid, the group's id, may be reused) with
