@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, Un
 
 from maitre._maitre import Engine, Listeners, __version__
 from maitre._stopping import run_engine, sigterm_stops
-from maitre._systemd import notify
+from maitre._systemd import listen_sockets, notify
 from maitre.options import Options
 from maitre.supervisor import Supervisor
 
@@ -124,7 +124,19 @@ def create_server(app: Callable[..., Any], **kw: Any) -> Server:
     """Validate ``kw`` (waitress's option names), bind the listeners, return a :class:`Server`.
 
     Raises ``ValueError`` naming the option for an unknown option or a bad value.
+    Under systemd socket activation (``LISTEN_FDS``), the sockets systemd passed are
+    served, instead of the addresses given, unless ``sockets`` is given.
     """
+    if "sockets" not in kw:
+        activated = listen_sockets()
+        if activated:
+            # The unit's sockets decide where to listen; an address in the
+            # command line or config is what the service would bind without them.
+            ignored = [name for name in ("host", "port", "listen", "unix_socket") if name in kw]
+            if ignored:
+                logger.info("Socket activation: %s not used", ", ".join(ignored))
+            kw = {k: v for k, v in kw.items() if k not in ignored}
+            kw["sockets"] = activated
     return Server(app, Options(**kw))
 
 

@@ -1,11 +1,14 @@
-"""systemd's readiness protocol (``Type=notify``): a datagram to the unix socket
-named by ``NOTIFY_SOCKET``; no libsystemd needed. Silent where it is not set."""
+"""systemd without libsystemd: the readiness protocol (``Type=notify``), a datagram
+to the unix socket named by ``NOTIFY_SOCKET``; and socket activation, listening
+sockets handed over from descriptor 3 on, as ``LISTEN_FDS``/``LISTEN_PID`` say.
+Both are silent where systemd did not ask."""
 
 from __future__ import annotations
 
 import logging
 import os
 import socket
+from typing import List
 
 logger = logging.getLogger("maitre")
 
@@ -23,3 +26,23 @@ def notify(state: str) -> None:
             sock.sendall(state.encode())
     except OSError as e:
         logger.warning("could not notify systemd (%s) of %s: %s", path.lstrip("\0"), state, e)
+
+
+SD_LISTEN_FDS_START = 3
+
+
+def listen_sockets() -> List[socket.socket]:
+    """The listening sockets systemd passed to this process (socket activation), or
+    none. The variables are removed once read, as sd_listen_fds(1) does, so a child
+    process does not take the sockets for its own."""
+    if os.environ.get("LISTEN_PID") != str(os.getpid()):
+        return []
+    try:
+        count = int(os.environ.get("LISTEN_FDS", "0"))
+    finally:
+        for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+            os.environ.pop(name, None)
+    sockets = [socket.socket(fileno=SD_LISTEN_FDS_START + i) for i in range(max(count, 0))]
+    for sock in sockets:
+        logger.info("Using the listening socket systemd passed: %s", sock.getsockname())
+    return sockets
