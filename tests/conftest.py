@@ -91,11 +91,11 @@ def with_ping(app: Callable) -> Callable:
 
 @pytest.fixture
 def serve():
-    """Factory: ``serve(app, **options) -> Running``; servers are stopped on teardown."""
+    """Factory: ``serve(app, host=HOST, **options) -> Running``; servers are stopped on teardown."""
     running: List[Running] = []
 
-    def _serve(app: Callable, *, ping: bool = True, **options) -> Running:
-        server = maitre.create_server(with_ping(app) if ping else app, host=HOST, port=0, **options)
+    def _serve(app: Callable, *, ping: bool = True, host: str = HOST, **options) -> Running:
+        server = maitre.create_server(with_ping(app) if ping else app, host=host, port=0, **options)
         errors: list = []
 
         def target() -> None:
