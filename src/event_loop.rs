@@ -466,6 +466,19 @@ impl EventLoop {
             endpoint.expire(now);
         }
         let timeout = self.cfg.channel_timeout;
+        // An app that has not answered within channel_timeout is not stopped
+        // (Python threads cannot be), but said once, so a wedged thread shows.
+        for conn in self.conns.entries.iter_mut().flatten() {
+            let peer = conn.peer;
+            if let Some((request, ran)) = conn.app_overdue(now, timeout) {
+                log::warn!(
+                    target: "maitre",
+                    "The app has run {:.1}s (over channel_timeout, {timeout:?}) on {request} from {}",
+                    ran.as_secs_f64(),
+                    peer
+                );
+            }
+        }
         let expired: Vec<ConnId> = self
             .conns
             .entries

@@ -34,6 +34,23 @@ HOST = "127.0.0.1"
 STOP_TIMEOUT = 5.0
 
 
+# ----------------------------------------------------------------- long tests
+
+
+def pytest_addoption(parser) -> None:
+    parser.addoption("--run-long", action="store_true", help="also run tests marked long (or MAITRE_RUN_LONG=1)")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """``long`` tests (full-size data, soaks) run only when asked: they take minutes."""
+    if config.getoption("--run-long") or os.environ.get("MAITRE_RUN_LONG") == "1":
+        return
+    skip = pytest.mark.skip(reason="long: run with --run-long or MAITRE_RUN_LONG=1")
+    for item in items:
+        if "long" in item.keywords:
+            item.add_marker(skip)
+
+
 # --------------------------------------------------------------------------- server
 
 
@@ -74,11 +91,11 @@ def with_ping(app: Callable) -> Callable:
 
 @pytest.fixture
 def serve():
-    """Factory: ``serve(app, **options) -> Running``; servers are stopped on teardown."""
+    """Factory: ``serve(app, host=HOST, **options) -> Running``; servers are stopped on teardown."""
     running: List[Running] = []
 
-    def _serve(app: Callable, *, ping: bool = True, **options) -> Running:
-        server = maitre.create_server(with_ping(app) if ping else app, host=HOST, port=0, **options)
+    def _serve(app: Callable, *, ping: bool = True, host: str = HOST, **options) -> Running:
+        server = maitre.create_server(with_ping(app) if ping else app, host=host, port=0, **options)
         errors: list = []
 
         def target() -> None:

@@ -475,13 +475,15 @@ OPTIONS: Tuple[Option, ...] = (
     Option(
         "channel_timeout", _Integer(floor=0), 120,
         "Seconds a connection may stay idle (nothing received or sent) before it is closed; "
-        "0 closes each idle connection at the next sweep.",
+        "0 closes each idle connection at the next sweep. An app still running a request "
+        "past it is logged once, at WARNING.",
         _E, "Tuning",
     ),
     Option(
         "log_socket_errors", _BOOL, True,
-        "Log socket errors (such as a client resetting the connection) at ERROR, as "
-        "waitress does; when false they are logged at DEBUG only.",
+        "Log socket errors at ERROR, as waitress does, and a client leaving while the app "
+        "serves it at INFO (\"Client disconnected while serving ...\"); when false both "
+        "are logged at DEBUG only.",
         _E, "Tuning",
     ),
     Option(

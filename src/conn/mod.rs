@@ -350,6 +350,18 @@ pub struct Conn {
     pub counted_idle: bool,
     /// `proxy_protocol`: the PROXY header has yet to come, before any request.
     proxy_header_due: bool,
+    /// Since when the app has had the request now in flight (until its
+    /// response ends), and that request's line, for the logs: the loop warns
+    /// of an app running past `channel_timeout`, once per request.
+    in_app: Option<Instant>,
+    request_line: String,
+    slow_app_logged: bool,
+}
+
+/// A request target as logged: a hostile client's megabyte-long one is cut short.
+fn head_target(head: &RequestHead) -> &[u8] {
+    let target = head.target();
+    &target[..target.len().min(200)]
 }
 
 impl Conn {
@@ -382,6 +394,9 @@ impl Conn {
             missed_deadline: false,
             counted_idle: false,
             proxy_header_due: cfg.proxy_protocol,
+            in_app: None,
+            request_line: String::new(),
+            slow_app_logged: false,
         }
     }
 
@@ -402,6 +417,22 @@ impl Conn {
         } else {
             Closed::Server
         }
+    }
+
+    /// The request the app is serving, if any: its line, for the logs.
+    fn serving(&self) -> Option<&str> {
+        self.in_app.map(|_| self.request_line.as_str())
+    }
+
+    /// The app has had this connection's request for longer than `limit`
+    /// (and this was not yet said): its request line and how long it has run.
+    pub fn app_overdue(&mut self, now: Instant, limit: Duration) -> Option<(&str, Duration)> {
+        let ran = now.saturating_duration_since(self.in_app?);
+        if self.slow_app_logged || ran <= limit {
+            return None;
+        }
+        self.slow_app_logged = true;
+        Some((self.request_line.as_str(), ran))
     }
 
     /// An inactive connection may be timed out unless the app is working for
@@ -468,7 +499,7 @@ impl Conn {
                 self.last_activity = ctx.now;
             }
             Err(e) => {
-                socket_error(ctx.cfg, "writing to", self.peer, &e);
+                socket_error(ctx.cfg, "writing to", self.peer, &e, self.serving());
                 self.errored = true;
                 return Next::Close;
             }
@@ -493,6 +524,7 @@ impl Conn {
             }
             Kind::End { keep_alive } => {
                 self.shared.ended.store(self.seq, Ordering::Release);
+                self.in_app = None;
                 let unread_body = matches!(self.phase, Phase::InFlight { body: Some(_), .. });
                 if !keep_alive || unread_body || ctx.stopping || self.read_closed {
                     self.discard_input = unread_body || !self.inbuf.is_empty();
@@ -503,6 +535,7 @@ impl Conn {
             }
             Kind::Abort => {
                 self.shared.ended.store(self.seq, Ordering::Release);
+                self.in_app = None;
                 self.discard_input = true;
                 self.phase = Phase::Closing;
             }
@@ -564,12 +597,12 @@ impl Conn {
         loop {
             let held_back = self.held_back(ctx.cfg);
             if let Err(e) = self.read_and_advance(ctx) {
-                socket_error(ctx.cfg, "reading from", self.peer, &e);
+                socket_error(ctx.cfg, "reading from", self.peer, &e, self.serving());
                 self.errored = true;
                 return Next::Close;
             }
             if let Err(e) = self.flush(ctx) {
-                socket_error(ctx.cfg, "writing to", self.peer, &e);
+                socket_error(ctx.cfg, "writing to", self.peer, &e, self.serving());
                 self.errored = true;
                 return Next::Close;
             }
@@ -870,6 +903,12 @@ impl Conn {
     fn dispatch(&mut self, ctx: &mut Ctx, head: RequestHead, body: JobBody) {
         let keep_alive = head.keep_alive && !ctx.stopping;
         self.seq = self.seq.wrapping_add(1);
+        // Reused per connection: no allocation per request once it has grown.
+        self.request_line.clear();
+        for part in [head.method(), b" ", head_target(&head)] {
+            self.request_line
+                .extend(part.iter().map(|&b| char::from(b)));
+        }
         let job = Job {
             req: RequestId {
                 conn: self.id,
@@ -884,6 +923,8 @@ impl Conn {
             queued_at: ctx.now,
         };
         ctx.stats.enqueue(ctx.now);
+        self.in_app = Some(ctx.now);
+        self.slow_app_logged = false;
         self.phase = Phase::InFlight {
             body: None,
             body_requested: false,

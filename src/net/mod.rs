@@ -52,12 +52,34 @@ pub enum ServerPort {
     Unix(Arc<str>),
 }
 
-/// A connection's socket failed (a reset, a broken pipe): logged at ERROR with
-/// `log_socket_errors`, as waitress logs its "Socket error", else at DEBUG.
-pub fn socket_error(cfg: &Config, doing: &str, peer: Peer, e: &io::Error) {
-    if cfg.log_socket_errors {
+/// A connection's socket failed. The client going away (a reset, a broken
+/// pipe) is no error: waitress closes quietly then, and logs at INFO only that
+/// a client left while its request was being served (`serving` names it),
+/// here only if `log_socket_errors` asks. Any other failure is logged at ERROR
+/// with `log_socket_errors`, as waitress logs its "Socket error", else at DEBUG.
+pub fn socket_error(cfg: &Config, doing: &str, peer: Peer, e: &io::Error, serving: Option<&str>) {
+    if is_disconnect(e) {
+        match serving {
+            Some(request) if cfg.log_socket_errors => {
+                log::info!(target: "maitre", "Client disconnected while serving {request}");
+            }
+            _ => log::debug!(target: "maitre", "{peer} disconnected ({doing} it: {e})"),
+        }
+    } else if cfg.log_socket_errors {
         log::error!(target: "maitre", "Socket error {doing} {peer}: {e}");
     } else {
         log::debug!(target: "maitre", "Socket error {doing} {peer}: {e}");
     }
+}
+
+/// The errors waitress's `_DISCONNECTED` treats as the peer having gone.
+fn is_disconnect(e: &io::Error) -> bool {
+    const ESHUTDOWN: i32 = 108;
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::NotConnected
+    ) || (cfg!(target_os = "linux") && e.raw_os_error() == Some(ESHUTDOWN))
 }
