@@ -379,13 +379,13 @@ def test_status_page_in_headless_chromium_shows_the_json_numbers(serve, tmp_path
          "--virtual-time-budget=3000", "--dump-dom", f"http://{host}:{port}/"],
         capture_output=True, text=True, timeout=120,
     )
-    for c in idle:
-        c.close()
     dom = out.stdout
     assert "maitre status" in dom, (out.returncode, out.stderr[-2000:])
     console = [line for line in out.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
     assert not console, console
-    stats = s.server.stats()
+    stats = s.server.stats()  # while the idle connections the page counted are still open
+    for c in idle:
+        c.close()
     expect = {
         "v-open": stats["connections"]["open"],
         "v-idle": stats["connections"]["idle"],
