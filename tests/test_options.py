@@ -64,11 +64,13 @@ ENGINE_KEYS = {
     "ident", "expose_tracebacks", "url_scheme", "url_prefix", "server_name", "workers",
     "trusted_proxy", "trusted_proxy_count", "trusted_proxy_headers",
     "log_untrusted_proxy_headers", "clear_untrusted_proxy_headers", "log_socket_errors",
+    "max_request_line", "max_request_headers",
 }
 INT_ENGINE_KEYS = {
     "workers", "threads", "backlog", "connection_limit", "channel_timeout", "cleanup_interval",
     "recv_bytes", "send_bytes", "max_request_header_size", "max_request_body_size",
     "inbuf_overflow", "outbuf_overflow", "outbuf_high_watermark", "trusted_proxy_count",
+    "max_request_line", "max_request_headers",
 }
 
 HAS_IPV6 = socket.has_ipv6
@@ -83,7 +85,7 @@ def local() -> dict:
 
 
 # Options of maitre's own, after waitress's, with their defaults.
-MAITRE_ONLY = {"workers": 1}
+MAITRE_ONLY = {"workers": 1, "max_request_line": 8190, "max_request_headers": 1000}
 
 
 def test_table_has_waitress_options_in_order_then_maitres_own():
@@ -185,6 +187,8 @@ def test_defaults_are_not_shared_between_instances():
         ("send_bytes", "9000", 9000),
         ("max_request_header_size", "1024", 1024),
         ("max_request_body_size", "0", 0),
+        ("max_request_line", "4094", 4094),
+        ("max_request_headers", " 100 ", 100),
         ("inbuf_overflow", "0", 0),
         ("outbuf_overflow", "100", 100),
         ("outbuf_high_watermark", "100", 100),
@@ -303,6 +307,9 @@ def test_url_prefix_and_ident_reach_engine_config():
         ({"cleanup_interval": 1.5}, "cleanup_interval must be an integer"),
         ({"max_request_header_size": 0}, "max_request_header_size must be a positive integer"),
         ({"max_request_body_size": "1G"}, "max_request_body_size must be an integer"),
+        ({"max_request_line": 0}, "max_request_line must be a positive integer"),
+        ({"max_request_line": "8k"}, "max_request_line must be a positive integer, got '8k'"),
+        ({"max_request_headers": -1}, "max_request_headers must be a positive integer"),
         ({"inbuf_overflow": "big"}, "inbuf_overflow must be an integer"),
         ({"outbuf_high_watermark": -5}, "outbuf_high_watermark must be a non-negative integer"),
         ({"port": "http"}, "port must be an integer from 0 to 65535"),
@@ -599,6 +606,7 @@ def test_engine_config_carries_given_values():
         trusted_proxy="10.0.0.1", trusted_proxy_count="2",
         trusted_proxy_headers="x-forwarded-for", log_untrusted_proxy_headers="on",
         clear_untrusted_proxy_headers="no", log_socket_errors="false",
+        max_request_line="100", max_request_headers="20",
     ).engine_config()
     assert config == {
         "listen": [("127.0.0.1", 0)], "threads": 7, "backlog": 10, "connection_limit": 3,
@@ -609,6 +617,7 @@ def test_engine_config_carries_given_values():
         "workers": 2, "trusted_proxy": "10.0.0.1", "trusted_proxy_count": 2,
         "trusted_proxy_headers": {"x-forwarded-for"}, "log_untrusted_proxy_headers": True,
         "clear_untrusted_proxy_headers": False, "log_socket_errors": False,
+        "max_request_line": 100, "max_request_headers": 20,
     }
 
 

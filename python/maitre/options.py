@@ -541,6 +541,18 @@ OPTIONS: Tuple[Option, ...] = (
         "them and replaces one that dies. Needs os.fork (not on Windows).",
         _E, "Tuning",
     ),
+    Option(
+        "max_request_line", _POSITIVE, 8190,
+        "maitre only: longest request line (method, target, version), in bytes; longer "
+        "gets 414 URI Too Long.",
+        _E, "Tuning",
+    ),
+    Option(
+        "max_request_headers", _POSITIVE, 1000,
+        "maitre only: most header fields in a request; more gets 431 (the header block "
+        "is also bounded by max_request_header_size).",
+        _E, "Tuning",
+    ),
 )
 
 OPTIONS_BY_NAME: Dict[str, Option] = {option.name: option for option in OPTIONS}
@@ -677,6 +689,8 @@ class Options:
     channel_request_lookahead: int
     server_name: str
     workers: int
+    max_request_line: int
+    max_request_headers: int
 
     def __init__(self, **kw: Any) -> None:
         """Convert and validate ``kw``; see the class docstring."""

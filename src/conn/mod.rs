@@ -612,7 +612,7 @@ impl Conn {
                     if self.inbuf.is_empty() || self.held_back(ctx.cfg) || ctx.stopping {
                         return;
                     }
-                    match parse_head(&self.inbuf, ctx.cfg.max_request_header_size) {
+                    match parse_head(&self.inbuf, &ctx.cfg.head_limits()) {
                         Ok(Some((head, n))) => {
                             self.inbuf.drain(..n);
                             if let Err(e) = self.start_request(ctx, head) {
@@ -790,6 +790,8 @@ mod tests {
             cleanup_interval: Duration::from_secs(1),
             recv_bytes: 8192,
             max_request_header_size: 1024,
+            max_request_line: 1024,
+            max_request_headers: 100,
             max_request_body_size: 100,
             inbuf_overflow: 16,
             outbuf_overflow: 1 << 20,

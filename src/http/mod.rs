@@ -46,6 +46,12 @@ pub enum RequestError {
     BadRequest(&'static str),
     /// 431: the head is larger than `max_request_header_size`.
     HeaderTooLarge,
+    /// 431: the head has more than `max_request_headers` fields.
+    TooManyHeaders,
+    /// 414: the request line is longer than `max_request_line`.
+    UriTooLong,
+    /// 501: a transfer coding maitre does not implement.
+    NotImplemented(&'static str),
     /// 413: the body is larger than `max_request_body_size`.
     BodyTooLarge,
     /// 500: the server could not hold the body (e.g. the temp file failed).
@@ -58,7 +64,11 @@ impl RequestError {
     pub fn status(&self) -> (u16, &'static str) {
         match self {
             RequestError::BadRequest(_) => (400, "Bad Request"),
-            RequestError::HeaderTooLarge => (431, "Request Header Fields Too Large"),
+            RequestError::HeaderTooLarge | RequestError::TooManyHeaders => {
+                (431, "Request Header Fields Too Large")
+            }
+            RequestError::UriTooLong => (414, "URI Too Long"),
+            RequestError::NotImplemented(_) => (501, "Not Implemented"),
             RequestError::BodyTooLarge => (413, "Request Entity Too Large"),
             RequestError::Internal(_) => (500, "Internal Server Error"),
             RequestError::Stopping => (503, "Service Unavailable"),
@@ -67,10 +77,14 @@ impl RequestError {
 
     pub fn detail(&self) -> &'static str {
         match self {
-            RequestError::BadRequest(why) | RequestError::Internal(why) => why,
+            RequestError::BadRequest(why)
+            | RequestError::Internal(why)
+            | RequestError::NotImplemented(why) => why,
             RequestError::HeaderTooLarge => {
                 "the request header block exceeds max_request_header_size"
             }
+            RequestError::TooManyHeaders => "the request has more than max_request_headers headers",
+            RequestError::UriTooLong => "the request line exceeds max_request_line",
             RequestError::BodyTooLarge => "the request body exceeds max_request_body_size",
             RequestError::Stopping => "the server is stopping",
         }
