@@ -93,6 +93,23 @@ impl RequestError {
 
 #[cfg(test)]
 mod tests {
+    use super::RequestError;
+
+    #[test]
+    fn each_refusal_has_its_status() {
+        for (e, code) in [
+            (RequestError::BadRequest("x"), 400),
+            (RequestError::UriTooLong, 414),
+            (RequestError::HeaderTooLarge, 431),
+            (RequestError::TooManyHeaders, 431),
+            (RequestError::NotImplemented("x"), 501),
+            (RequestError::BodyTooLarge, 413),
+        ] {
+            assert_eq!(e.status().0, code, "{e:?}");
+            assert!(!e.detail().is_empty());
+        }
+    }
+
     #[test]
     fn decimal() {
         for n in [0u64, 7, 10, 1234567890, u64::MAX] {
