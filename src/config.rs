@@ -9,6 +9,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+use crate::http::parse::HeadLimits;
 use crate::http::proxy::{HeaderSet, ProxyConfig, ProxyHeader, ALL_HEADERS};
 
 /// A `listen` entry: a TCP address, or a Unix socket's path.
@@ -35,6 +36,9 @@ pub struct Config {
     pub cleanup_interval: Duration,
     pub recv_bytes: usize,
     pub max_request_header_size: usize,
+    /// Longest request line (414) and most header fields (431).
+    pub max_request_line: usize,
+    pub max_request_headers: usize,
     pub max_request_body_size: u64,
     pub inbuf_overflow: usize,
     pub outbuf_overflow: usize,
@@ -83,6 +87,14 @@ fn numeric(host: &str, port: u16, option: &str) -> PyResult<SocketAddr> {
 }
 
 impl Config {
+    pub fn head_limits(&self) -> HeadLimits {
+        HeadLimits {
+            header_size: self.max_request_header_size,
+            request_line: self.max_request_line,
+            headers: self.max_request_headers,
+        }
+    }
+
     pub fn from_dict(d: &Bound<'_, PyDict>) -> PyResult<Config> {
         let listen: Vec<(String, Py<PyAny>)> = item(d, "listen")?;
         let listen = listen
@@ -103,6 +115,8 @@ impl Config {
             cleanup_interval: secs("cleanup_interval")?.max(Duration::from_millis(100)),
             recv_bytes: item::<usize>(d, "recv_bytes")?.max(1),
             max_request_header_size: item(d, "max_request_header_size")?,
+            max_request_line: item(d, "max_request_line")?,
+            max_request_headers: item(d, "max_request_headers")?,
             max_request_body_size: item(d, "max_request_body_size")?,
             inbuf_overflow: item(d, "inbuf_overflow")?,
             outbuf_overflow: item(d, "outbuf_overflow")?,

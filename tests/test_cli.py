@@ -33,6 +33,12 @@ def test_parse_values_stay_strings():
     assert not inv.help and not inv.call
 
 
+def test_parse_request_limits():
+    """The limits of issue 14 get their flags from the option table like the rest."""
+    inv = cli.parse_args(["--max-request-line=4094", "--max-request-headers=100", "app:main"])
+    assert inv.kw == {"max_request_line": "4094", "max_request_headers": "100"}
+
+
 def test_parse_flags():
     inv = cli.parse_args(["--expose-tracebacks", "--no-ipv6", "--call", "m:f"])
     assert inv.kw == {"expose_tracebacks": "true", "ipv6": "false"}
@@ -267,6 +273,8 @@ def test_module_help():
     assert result.returncode == 0
     assert "python -m maitre [OPTIONS] MODULE:CALLABLE" in result.stdout
     assert "--max-request-body-size=INT" in result.stdout
+    assert "--max-request-line=INT" in result.stdout
+    assert "--max-request-headers=INT" in result.stdout
 
 
 def test_module_bad_option():

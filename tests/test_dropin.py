@@ -31,8 +31,13 @@ DELIBERATE = {
 DIFFERENT_STATUS = {
     "raw-utf8-target": (200, 400, "PEP 3333 carries any byte as latin-1; clients that send "
                         "raw UTF-8 paths keep working (waitress's urlsplit needs ASCII)"),
-    "unknown-transfer-coding": (400, 501, "one answer for every framing error, which "
-                                "closes the connection either way"),
+    "asterisk-not-options": (400, 200, "RFC 9112 3.2.4: the asterisk-form is for OPTIONS only"),
+    "relative-target": (400, 200, "RFC 9112 3.2: a target in no form its method allows"),
+    "authority-not-connect": (400, 200, "RFC 9112 3.2.3: the authority-form is for CONNECT only"),
+    "invalid-host": (400, 200, "RFC 9110 7.2: an invalid Host value gets 400"),
+    "chunked-twice": (400, 200, "RFC 9112 6.1: chunked is applied once; a proxy may frame "
+                      "it differently"),
+    "long-request-line": (414, 200, "max_request_line (8190, as gunicorn's most)"),
     "obs-fold": (400, 200, "RFC 9112 5.2: folded lines may be refused, and proxies unfold "
                  "them differently (request smuggling)"),
     "http11-no-host": (400, 200, "RFC 9112 3.2: an HTTP/1.1 request must carry Host"),
@@ -75,7 +80,14 @@ REQUESTS = [
     pytest.param({}, req("OPTIONS * HTTP/1.1"), id="asterisk"),
     pytest.param({}, req("HEAD / HTTP/1.1"), id="head"),
     pytest.param({}, req("PROPFIND /dav HTTP/1.1"), id="extension-method"),
-    pytest.param({}, req("M-SEARCH * HTTP/1.1"), id="method-with-dash"),
+    pytest.param({}, req("M-SEARCH /upnp HTTP/1.1"), id="method-with-dash"),
+    pytest.param({}, req("M-SEARCH * HTTP/1.1"), id="asterisk-not-options"),
+    pytest.param({}, req("GET foo HTTP/1.1"), id="relative-target"),
+    pytest.param({}, req("GET example.test:80 HTTP/1.1"), id="authority-not-connect"),
+    pytest.param({}, req("GET / HTTP/1.1", "Host: a b"), id="invalid-host"),
+    pytest.param({}, req("POST /p HTTP/1.1", "Transfer-Encoding: chunked, chunked",
+                         body=b"5\r\nhello\r\n0\r\n\r\n"), id="chunked-twice"),
+    pytest.param({}, req("GET /" + "a" * 8200 + " HTTP/1.1"), id="long-request-line"),
     pytest.param({}, req("get / HTTP/1.1"), id="lowercase-method-400"),
     pytest.param({}, req("Get / HTTP/1.1"), id="mixed-case-method-400"),
     pytest.param({}, req("POST /p HTTP/1.1", "Content-Type: text/plain", "Content-Length: 5",

@@ -67,6 +67,7 @@ ENGINE_KEYS = {
     "header_timeout", "graceful_timeout",
     "strict_backlog", "metrics",
     "unix_socket_perms", "sockets", "proxy_protocol",
+    "max_request_line", "max_request_headers",
 }
 INT_ENGINE_KEYS = {
     "workers", "threads", "backlog", "connection_limit", "channel_timeout", "cleanup_interval",
@@ -74,6 +75,7 @@ INT_ENGINE_KEYS = {
     "inbuf_overflow", "outbuf_overflow", "outbuf_high_watermark", "trusted_proxy_count",
     "header_timeout", "graceful_timeout",
     "unix_socket_perms",
+    "max_request_line", "max_request_headers",
 }
 
 HAS_IPV6 = socket.has_ipv6
@@ -90,7 +92,8 @@ def local() -> dict:
 # Options of maitre's own, after waitress's, with their defaults.
 MAITRE_ONLY = {
     "proxy_protocol": False, "workers": 1, "header_timeout": 10, "graceful_timeout": 30,
-    "strict_backlog": False, "metrics": None,
+    "strict_backlog": False, "metrics": None, "max_request_line": 8190,
+    "max_request_headers": 1000,
 }
 
 
@@ -198,6 +201,8 @@ def test_defaults_are_not_shared_between_instances():
         ("send_bytes", "9000", 9000),
         ("max_request_header_size", "1024", 1024),
         ("max_request_body_size", "0", 0),
+        ("max_request_line", "4094", 4094),
+        ("max_request_headers", " 100 ", 100),
         ("inbuf_overflow", "0", 0),
         ("outbuf_overflow", "100", 100),
         ("outbuf_high_watermark", "100", 100),
@@ -316,6 +321,9 @@ def test_url_prefix_and_ident_reach_engine_config():
         ({"cleanup_interval": 1.5}, "cleanup_interval must be an integer"),
         ({"max_request_header_size": 0}, "max_request_header_size must be a positive integer"),
         ({"max_request_body_size": "1G"}, "max_request_body_size must be an integer"),
+        ({"max_request_line": 0}, "max_request_line must be a positive integer"),
+        ({"max_request_line": "8k"}, "max_request_line must be a positive integer, got '8k'"),
+        ({"max_request_headers": -1}, "max_request_headers must be a positive integer"),
         ({"inbuf_overflow": "big"}, "inbuf_overflow must be an integer"),
         ({"outbuf_high_watermark": -5}, "outbuf_high_watermark must be a non-negative integer"),
         ({"port": "http"}, "port must be an integer from 0 to 65535"),
@@ -581,7 +589,7 @@ def test_engine_config_carries_given_values():
         trusted_proxy="10.0.0.1", trusted_proxy_count="2",
         trusted_proxy_headers="x-forwarded-for", log_untrusted_proxy_headers="on",
         clear_untrusted_proxy_headers="no", log_socket_errors="false", header_timeout="4",
-        graceful_timeout="5",
+        graceful_timeout="5", max_request_line="100", max_request_headers="20",
     ).engine_config()
     assert config == {
         "listen": [("127.0.0.1", 0)], "threads": 7, "backlog": 10, "connection_limit": 3,
@@ -595,6 +603,7 @@ def test_engine_config_carries_given_values():
         "header_timeout": 4, "graceful_timeout": 5,
         "strict_backlog": False, "metrics": None,
         "unix_socket_perms": 0o600, "sockets": [], "proxy_protocol": False,
+        "max_request_line": 100, "max_request_headers": 20,
     }
 
 

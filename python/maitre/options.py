@@ -595,6 +595,18 @@ OPTIONS: Tuple[Option, ...] = (
         "default; keep it on a private address (port 9100 if none is given).",
         _E, "Tuning",
     ),
+    Option(
+        "max_request_line", _POSITIVE, 8190,
+        "maitre only: longest request line (method, target, version), in bytes; longer "
+        "gets 414 URI Too Long.",
+        _E, "Tuning",
+    ),
+    Option(
+        "max_request_headers", _POSITIVE, 1000,
+        "maitre only: most header fields in a request; more gets 431 (the header block "
+        "is also bounded by max_request_header_size).",
+        _E, "Tuning",
+    ),
 )
 
 OPTIONS_BY_NAME: Dict[str, Option] = {option.name: option for option in OPTIONS}
@@ -744,6 +756,8 @@ class Options:
     strict_backlog: bool
     metrics: Optional[str]
     metrics_listen: Optional[Address]
+    max_request_line: int
+    max_request_headers: int
 
     def __init__(self, **kw: Any) -> None:
         """Convert and validate ``kw``; see the class docstring."""

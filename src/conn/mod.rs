@@ -766,7 +766,7 @@ impl Conn {
                         }
                         return;
                     }
-                    match parse_head(&self.inbuf, ctx.cfg.max_request_header_size) {
+                    match parse_head(&self.inbuf, &ctx.cfg.head_limits()) {
                         Ok(Some((head, n))) => {
                             self.inbuf.drain(..n);
                             self.deadline = None;
@@ -997,6 +997,8 @@ mod tests {
             cleanup_interval: Duration::from_secs(1),
             recv_bytes: 8192,
             max_request_header_size: 1024,
+            max_request_line: 1024,
+            max_request_headers: 100,
             max_request_body_size: 100,
             inbuf_overflow: 16,
             outbuf_overflow: 1 << 20,

@@ -14,6 +14,12 @@ use crate::os::tempfile;
 /// Chunk-size lines, extensions and trailer lines longer than this are refused.
 const MAX_CHUNK_LINE: usize = 4096;
 
+/// Chunk extensions and trailer fields of one body together, in bytes. Both
+/// are read and dropped, counted against no other limit: unbounded, a client
+/// could keep a connection busy sending them forever (Go's CVE-2023-39326,
+/// Node.js's CVE-2024-22019).
+const MAX_CHUNK_METADATA: usize = 16 * 1024;
+
 /// Decodes one request body; `feed` returns how many input bytes it consumed.
 #[derive(Debug)]
 pub enum BodyDecoder {
@@ -97,6 +103,30 @@ enum ChunkState {
     Done,
 }
 
+impl ChunkState {
+    /// Inside a chunk extension or the trailer section: bytes that are dropped.
+    fn is_metadata(self) -> bool {
+        use ChunkState::*;
+        matches!(
+            self,
+            BeforeSemi
+                | BeforeName
+                | Name
+                | AfterName
+                | BeforeValue
+                | TokenValue
+                | Quoted
+                | QuotedPair
+                | AfterQuoted
+                | TrailerStart
+                | TrailerName
+                | TrailerValue
+                | TrailerLf
+                | EndLf
+        )
+    }
+}
+
 /// RFC 9112 §7.1 chunked decoding, byte by byte outside the data. Anything
 /// the grammar does not allow is a 400, bare LF included: a lenient chunk
 /// parser frames a body differently from a strict proxy (request smuggling).
@@ -107,6 +137,8 @@ pub struct ChunkedDecoder {
     size: u64,
     digits: usize,
     line: usize,
+    /// Extension and trailer bytes so far; see `MAX_CHUNK_METADATA`.
+    metadata: usize,
 }
 
 impl Default for ChunkedDecoder {
@@ -116,6 +148,7 @@ impl Default for ChunkedDecoder {
             size: 0,
             digits: 0,
             line: 0,
+            metadata: 0,
         }
     }
 }
@@ -145,6 +178,14 @@ impl ChunkedDecoder {
             self.line += 1;
             if self.line > MAX_CHUNK_LINE {
                 return Err(BAD);
+            }
+            if self.state.is_metadata() {
+                self.metadata += 1;
+                if self.metadata > MAX_CHUNK_METADATA {
+                    return Err(RequestError::BadRequest(
+                        "chunk extensions and trailers over 16 KiB",
+                    ));
+                }
             }
             self.state = match (self.state, b) {
                 (Size, b) if b.is_ascii_hexdigit() => {
@@ -589,6 +630,66 @@ mod tests {
         body.extend_from_slice(b"0\r\n\r\n");
         let (out, done, _) = decode_all(&[&body]).unwrap();
         assert_eq!((&out[..], done), (&b"zzzz"[..], true));
+    }
+
+    #[test]
+    fn extensions_and_trailers_are_bounded_per_body() {
+        // Short lines, each within MAX_CHUNK_LINE, add up past the body's budget.
+        let ext = |count: usize| {
+            let mut body = Vec::new();
+            for _ in 0..count {
+                body.extend_from_slice(b"1;e=");
+                body.resize(body.len() + 1000, b'e');
+                body.extend_from_slice(b"\r\nz\r\n");
+            }
+            body.extend_from_slice(b"0\r\n\r\n");
+            body
+        };
+        let trailers = |count: usize| {
+            let mut body = b"1\r\nz\r\n0\r\n".to_vec();
+            for i in 0..count {
+                body.extend_from_slice(format!("T{i}:").as_bytes());
+                body.resize(body.len() + 1000, b'v');
+                body.extend_from_slice(b"\r\n");
+            }
+            body.extend_from_slice(b"\r\n");
+            body
+        };
+        for (ok, over) in [(ext(15), ext(17)), (trailers(15), trailers(17))] {
+            let (out, done, _) = decode_all(&[&ok]).unwrap();
+            assert!(done && out.iter().all(|&b| b == b'z'));
+            assert_eq!(
+                decode_all(&[&over]).unwrap_err(),
+                RequestError::BadRequest("chunk extensions and trailers over 16 KiB")
+            );
+            let pieces: Vec<&[u8]> = over.chunks(7).collect();
+            assert!(decode_all(&pieces).is_err());
+        }
+        // Extensions and trailers share the one budget.
+        let mut both = ext(9);
+        both.truncate(both.len() - 2);
+        both.extend_from_slice(&trailers(9)[b"1\r\nz\r\n0\r\n".len()..]);
+        assert!(decode_all(&[&both]).is_err());
+    }
+
+    #[test]
+    fn chunk_size_overflow_is_refused() {
+        for size in [&b"fffffffffffffff"[..], b"000000000000001"] {
+            let mut body = size.to_vec();
+            body.extend_from_slice(b"\r\n");
+            let (out, done, _) = decode_all(&[&body]).unwrap();
+            assert!(out.is_empty() && !done, "{size:?} fits: wait for its data");
+        }
+        for size in [
+            &b"1000000000000000"[..],
+            b"ffffffffffffffff",
+            b"0000000000000001",
+            b"10000000000000000000000",
+        ] {
+            let mut body = size.to_vec();
+            body.extend_from_slice(b"\r\nz\r\n0\r\n\r\n");
+            assert!(decode_all(&[&body]).is_err(), "accepted {size:?}");
+        }
     }
 
     #[test]

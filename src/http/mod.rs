@@ -48,6 +48,12 @@ pub enum RequestError {
     BadRequest(&'static str),
     /// 431: the head is larger than `max_request_header_size`.
     HeaderTooLarge,
+    /// 431: the head has more than `max_request_headers` fields.
+    TooManyHeaders,
+    /// 414: the request line is longer than `max_request_line`.
+    UriTooLong,
+    /// 501: a transfer coding maitre does not implement.
+    NotImplemented(&'static str),
     /// 413: the body is larger than `max_request_body_size`.
     BodyTooLarge,
     /// 500: the server could not hold the body (e.g. the temp file failed).
@@ -62,7 +68,11 @@ impl RequestError {
     pub fn status(&self) -> (u16, &'static str) {
         match self {
             RequestError::BadRequest(_) => (400, "Bad Request"),
-            RequestError::HeaderTooLarge => (431, "Request Header Fields Too Large"),
+            RequestError::HeaderTooLarge | RequestError::TooManyHeaders => {
+                (431, "Request Header Fields Too Large")
+            }
+            RequestError::UriTooLong => (414, "URI Too Long"),
+            RequestError::NotImplemented(_) => (501, "Not Implemented"),
             RequestError::BodyTooLarge => (413, "Request Entity Too Large"),
             RequestError::Internal(_) => (500, "Internal Server Error"),
             RequestError::Stopping => (503, "Service Unavailable"),
@@ -72,10 +82,14 @@ impl RequestError {
 
     pub fn detail(&self) -> &'static str {
         match self {
-            RequestError::BadRequest(why) | RequestError::Internal(why) => why,
+            RequestError::BadRequest(why)
+            | RequestError::Internal(why)
+            | RequestError::NotImplemented(why) => why,
             RequestError::HeaderTooLarge => {
                 "the request header block exceeds max_request_header_size"
             }
+            RequestError::TooManyHeaders => "the request has more than max_request_headers headers",
+            RequestError::UriTooLong => "the request line exceeds max_request_line",
             RequestError::BodyTooLarge => "the request body exceeds max_request_body_size",
             RequestError::Stopping => "the server is stopping",
             RequestError::HeadTimeout => "the request head did not arrive within header_timeout",
@@ -85,6 +99,23 @@ impl RequestError {
 
 #[cfg(test)]
 mod tests {
+    use super::RequestError;
+
+    #[test]
+    fn each_refusal_has_its_status() {
+        for (e, code) in [
+            (RequestError::BadRequest("x"), 400),
+            (RequestError::UriTooLong, 414),
+            (RequestError::HeaderTooLarge, 431),
+            (RequestError::TooManyHeaders, 431),
+            (RequestError::NotImplemented("x"), 501),
+            (RequestError::BodyTooLarge, 413),
+        ] {
+            assert_eq!(e.status().0, code, "{e:?}");
+            assert!(!e.detail().is_empty());
+        }
+    }
+
     #[test]
     fn decimal() {
         for n in [0u64, 7, 10, 1234567890, u64::MAX] {

@@ -7,8 +7,22 @@ use std::mem::MaybeUninit;
 use super::{RequestError, Version};
 
 /// Headers parsed into a stack array; a head with more is parsed again into
-/// a heap array, so only `max_request_header_size` limits the count.
+/// a heap array, so only the limits bound the count.
 const STACK_HEADERS: usize = 128;
+
+/// `" HTTP/1.1"`: what follows the request-target on a request line.
+const VERSION_LEN: usize = 9;
+
+/// The bounds a request head is parsed within (the options of the same names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeadLimits {
+    /// `max_request_header_size`: request line and header fields, in bytes (431).
+    pub header_size: usize,
+    /// `max_request_line`: the request line without its CRLF, in bytes (414).
+    pub request_line: usize,
+    /// `max_request_headers`: header field lines (431).
+    pub headers: usize,
+}
 
 /// Empty lines ignored before a request line (RFC 9112 §2.2 asks for at least
 /// one); more is a 400, so a stream of CRLF is not buffered and rescanned.
@@ -96,41 +110,58 @@ const ENTRY: usize = 16;
 /// `Ok(None)` means more bytes are needed; `Ok(Some((head, n)))` consumed `n` bytes.
 pub fn parse_head(
     buf: &[u8],
-    max_header_size: usize,
+    limits: &HeadLimits,
 ) -> Result<Option<(RequestHead, usize)>, RequestError> {
     let skip = leading_empty_lines(buf)?;
     let buf = &buf[skip..];
     // Uninitialised: filling 128 empty headers cost more than parsing a short head.
     let mut headers = [const { MaybeUninit::<httparse::Header>::uninit() }; STACK_HEADERS];
+    let mut slots = limits.headers.min(STACK_HEADERS);
     let mut spill = Vec::new();
     let mut req = httparse::Request::new(&mut []);
-    let mut result = req.parse_with_uninit_headers(buf, &mut headers);
-    if result == Err(httparse::Error::TooManyHeaders) {
-        // One slot per line within the limit (and one for a line still
-        // arriving) fits any head within it; running out means it is over.
-        let window = &buf[..buf.len().min(max_header_size)];
-        spill.reserve_exact(window.iter().filter(|&&b| b == b'\n').count() + 1);
+    let mut result = req.parse_with_uninit_headers(buf, &mut headers[..slots]);
+    if result == Err(httparse::Error::TooManyHeaders) && slots < limits.headers {
+        // One slot per line within the size limit (and one for a line still
+        // arriving) fits any head within it; running out of those means it
+        // is over the size, running out of `limits.headers` over the count.
+        let window = &buf[..buf.len().min(limits.header_size)];
+        let lines = window.iter().filter(|&&b| b == b'\n').count() + 1;
+        slots = lines.min(limits.headers);
+        spill.reserve_exact(slots);
         req = httparse::Request::new(&mut []);
-        result = req.parse_with_uninit_headers(buf, spill.spare_capacity_mut());
+        result = req.parse_with_uninit_headers(buf, &mut spill.spare_capacity_mut()[..slots]);
     }
     let status = match result {
         Ok(s) => s,
+        Err(httparse::Error::TooManyHeaders) if slots == limits.headers => {
+            return Err(RequestError::TooManyHeaders)
+        }
         Err(httparse::Error::TooManyHeaders) => return Err(RequestError::HeaderTooLarge),
         Err(httparse::Error::Version) => {
             return Err(RequestError::BadRequest("unsupported HTTP version"))
         }
         Err(_) => return Err(RequestError::BadRequest("malformed request head")),
     };
+    // The request line is the method, the target, and 9 bytes: its length
+    // comes from the target's end, without a scan. Until the target ends,
+    // everything received is request line.
+    let line_len = match req.path {
+        Some(path) => Span::within(buf, path.as_bytes()).end as usize + VERSION_LEN,
+        None => buf.len(),
+    };
+    if line_len > limits.request_line {
+        return Err(RequestError::UriTooLong);
+    }
     let len = match status {
         httparse::Status::Partial => {
-            if buf.len() > max_header_size {
+            if buf.len() > limits.header_size {
                 return Err(RequestError::HeaderTooLarge);
             }
             return Ok(None);
         }
         httparse::Status::Complete(len) => len,
     };
-    if len > max_header_size {
+    if len > limits.header_size {
         return Err(RequestError::HeaderTooLarge);
     }
     if has_bare_lf(&buf[..len]) {
@@ -150,6 +181,7 @@ pub fn parse_head(
         // case: `get` is no GET. waitress refuses it (nginx drops it); so do we.
         return Err(RequestError::BadRequest("malformed HTTP method"));
     }
+    check_target(method.as_bytes(), path.as_bytes())?;
     let mut owned = Vec::with_capacity(len + ENTRY * req.headers.len());
     owned.extend_from_slice(&buf[..len]);
     let span = |part: &[u8]| Span::within(&buf[..len], part);
@@ -164,7 +196,7 @@ pub fn parse_head(
         raw_len: len,
     };
     let mut content_length: Option<u64> = None;
-    let mut chunked = false;
+    let (mut transfer_encoding, mut chunked) = (false, false);
     let mut hosts = 0;
     let mut expect_continue = false;
     let (mut conn_close, mut conn_keep_alive) = (false, false);
@@ -184,14 +216,31 @@ pub fn parse_head(
                     .ok_or(RequestError::BadRequest("malformed Content-Length"))?,
             );
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            // Only a single `chunked` is understood; anything else could be
-            // framed differently by a proxy in front of us (request smuggling).
-            if chunked || !value.eq_ignore_ascii_case(b"chunked") {
+            // RFC 9112 §6.1: an HTTP/1.0 message with Transfer-Encoding has
+            // faulty framing, whatever it says.
+            if version == Version::Http10 {
                 return Err(RequestError::BadRequest(
-                    "unsupported Transfer-Encoding (only a single chunked is accepted)",
+                    "Transfer-Encoding in an HTTP/1.0 request",
                 ));
             }
-            chunked = true;
+            transfer_encoding = true;
+            // The codings of every line in order; only one `chunked` is
+            // understood. Anything else could be framed differently by a
+            // proxy in front of us (request smuggling).
+            for coding in value.split(|&b| b == b',').map(trim) {
+                if coding.is_empty() {
+                    continue; // RFC 9110 §5.6.1: empty list elements are ignored
+                }
+                if !coding.eq_ignore_ascii_case(b"chunked") {
+                    return Err(RequestError::NotImplemented(
+                        "unsupported Transfer-Encoding (only chunked is understood)",
+                    ));
+                }
+                if chunked {
+                    return Err(RequestError::BadRequest("chunked applied more than once"));
+                }
+                chunked = true;
+            }
         } else if name.eq_ignore_ascii_case(b"connection") {
             for token in value.split(|&b| b == b',') {
                 let token = trim(token);
@@ -199,6 +248,10 @@ pub fn parse_head(
                 conn_keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
             }
         } else if name.eq_ignore_ascii_case(b"host") {
+            // RFC 9110 §7.2: an invalid Host value is a 400, like a missing one.
+            if split_host(value).is_none() {
+                return Err(RequestError::BadRequest("malformed Host header"));
+            }
             hosts += 1;
         } else if name.eq_ignore_ascii_case(b"expect") {
             expect_continue = value.eq_ignore_ascii_case(b"100-continue");
@@ -210,15 +263,13 @@ pub fn parse_head(
             "HTTP/1.1 requires exactly one Host header",
         ));
     }
+    if transfer_encoding && !chunked {
+        return Err(RequestError::BadRequest("empty Transfer-Encoding"));
+    }
     head.framing = match (content_length, chunked) {
         (Some(_), true) => {
             return Err(RequestError::BadRequest(
                 "both Content-Length and Transfer-Encoding",
-            ))
-        }
-        (_, true) if version == Version::Http10 => {
-            return Err(RequestError::BadRequest(
-                "Transfer-Encoding in an HTTP/1.0 request",
             ))
         }
         (_, true) => BodyFraming::Chunked,
@@ -233,6 +284,102 @@ pub fn parse_head(
         expect_continue && version == Version::Http11 && head.framing != BodyFraming::None;
     head.buf = owned;
     Ok(Some((head, skip + len)))
+}
+
+/// The request-target's form must suit the method (RFC 9112 §3.2):
+/// origin-form (`/p?q`) for any method but CONNECT, absolute-form
+/// (`http://host/p`, http or https) likewise, authority-form (`host:port`)
+/// for CONNECT alone, asterisk-form (`*`) for OPTIONS alone. Anything else
+/// (`GET foo`) would be read differently by different servers.
+fn check_target(method: &[u8], target: &[u8]) -> Result<(), RequestError> {
+    let connect = method == b"CONNECT";
+    let ok = match target {
+        [b'/', ..] => !connect,
+        b"*" => method == b"OPTIONS",
+        // RFC 9112 §3.2.3: `uri-host ":" port`.
+        _ if connect => split_host(target).is_some_and(|(h, p)| !h.is_empty() && p.len() > 1),
+        _ => is_absolute_form(target),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(RequestError::BadRequest(
+            "request-target not in a form its method allows",
+        ))
+    }
+}
+
+/// `http[s]://authority[/path][?query]` with an authority that has a host
+/// and no userinfo (RFC 9110 §4.2.4: userinfo is an error).
+fn is_absolute_form(target: &[u8]) -> bool {
+    let rest = match target.iter().position(|&b| b == b':') {
+        Some(colon) => {
+            let scheme = &target[..colon];
+            if !scheme.eq_ignore_ascii_case(b"http") && !scheme.eq_ignore_ascii_case(b"https") {
+                return false;
+            }
+            &target[colon + 1..]
+        }
+        None => return false,
+    };
+    let Some(rest) = rest.strip_prefix(b"//") else {
+        return false;
+    };
+    let end = rest
+        .iter()
+        .position(|&b| matches!(b, b'/' | b'?' | b'#'))
+        .unwrap_or(rest.len());
+    split_host(&rest[..end]).is_some_and(|(host, _)| !host.is_empty())
+}
+
+/// Splits `uri-host [ ":" port ]` (RFC 9110 §7.2, RFC 3986 §3.2.2) into the
+/// host and the port with its colon, if it is one: an IP-literal in
+/// brackets, or a reg-name (IPv4 addresses included) of unreserved
+/// characters, sub-delims and percent-escapes; then an optional decimal port.
+fn split_host(value: &[u8]) -> Option<(&[u8], &[u8])> {
+    let host_end = match value {
+        [b'[', inner @ ..] => {
+            let close = inner.iter().position(|&b| b == b']')?;
+            let literal = &inner[..close];
+            let hex = |b: &u8| b.is_ascii_hexdigit() || *b == b':' || *b == b'.';
+            if literal.is_empty() || !literal.iter().all(hex) {
+                return None;
+            }
+            close + 2
+        }
+        _ => {
+            let end = value.iter().position(|&b| b == b':').unwrap_or(value.len());
+            if !is_reg_name(&value[..end]) {
+                return None;
+            }
+            end
+        }
+    };
+    let (host, port) = value.split_at(host_end);
+    match port {
+        [] => Some((host, port)),
+        [b':', digits @ ..] if digits.iter().all(u8::is_ascii_digit) => Some((host, port)),
+        _ => None,
+    }
+}
+
+/// RFC 3986 `reg-name`: `*( unreserved / pct-encoded / sub-delims )`.
+fn is_reg_name(name: &[u8]) -> bool {
+    let mut i = 0;
+    while let Some(&b) = name.get(i) {
+        if b == b'%' {
+            let escape = name.get(i + 1..i + 3);
+            if !escape.is_some_and(|e| e.iter().all(u8::is_ascii_hexdigit)) {
+                return false;
+            }
+            i += 3;
+        } else if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&b) {
+            i += 1;
+        } else {
+            return false;
+        }
+    }
+    true
 }
 
 /// Bytes of CRLF empty lines before the request line. httparse would skip any
@@ -289,8 +436,16 @@ pub fn trim(mut v: &[u8]) -> &[u8] {
 mod tests {
     use super::*;
 
+    fn limits(header_size: usize) -> HeadLimits {
+        HeadLimits {
+            header_size,
+            request_line: 8190,
+            headers: 1000,
+        }
+    }
+
     fn parse(s: &str) -> Result<Option<(RequestHead, usize)>, RequestError> {
-        parse_head(s.as_bytes(), 8192)
+        parse_head(s.as_bytes(), &limits(8192))
     }
 
     fn ok(s: &str) -> RequestHead {
@@ -385,8 +540,6 @@ mod tests {
             "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
             "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1,2\r\n\r\n",
             "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +1\r\n\r\n",
-            "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
-            "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
             "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
             "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
             "GET / HTTP/1.1\r\n\r\n",
@@ -404,6 +557,317 @@ mod tests {
         }
     }
 
+    fn rejected(req: &[u8], limits: &HeadLimits) -> RequestError {
+        parse_head(req, limits).expect_err(&format!("accepted {:?}", String::from_utf8_lossy(req)))
+    }
+
+    fn all_400(reqs: &[&[u8]]) {
+        for req in reqs {
+            let e = rejected(req, &limits(8192));
+            assert!(
+                matches!(e, RequestError::BadRequest(_)),
+                "{e:?} for {:?}",
+                String::from_utf8_lossy(req)
+            );
+        }
+    }
+
+    fn all_ok(reqs: &[&[u8]]) {
+        for req in reqs {
+            let parsed = parse_head(req, &limits(8192));
+            assert!(
+                matches!(parsed, Ok(Some(_))),
+                "{:?} for {:?}",
+                parsed.err(),
+                String::from_utf8_lossy(req)
+            );
+        }
+    }
+
+    #[test]
+    fn request_line_grammar() {
+        all_400(&[
+            b"GET  / HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET /  HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET\t/ HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET /\tHTTP/1.1\r\nHost: x\r\n\r\n",
+            b" GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET / HTTP/1.1 \r\nHost: x\r\n\r\n",
+            b"GET / HTTP/1.1 x\r\nHost: x\r\n\r\n",
+            b"GET /a b HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET / http/1.1\r\nHost: x\r\n\r\n",
+            b"GET / HTTP/1.2\r\nHost: x\r\n\r\n",
+            b"GET / HTTP/0.9\r\nHost: x\r\n\r\n",
+            b"GET / HTTP/1.10\r\nHost: x\r\n\r\n",
+            b"GET / HTTP/11\r\nHost: x\r\n\r\n",
+            b"GET /\r\n\r\n",
+            b"GET\r\n\r\n",
+            b"G(T / HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET /\x7f HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET /\x00 HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET /\xff HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET / HTTP/1.1\rHost: x\r\n\r\n",
+            b"GET\x00/ HTTP/1.1\r\nHost: x\r\n\r\n",
+        ]);
+        all_ok(&[
+            b"GET /caf\xc3\xa9?a=b&c=%20#frag HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET /{}|^`\"<> HTTP/1.1\r\nHost: x\r\n\r\n",
+        ]);
+    }
+
+    #[test]
+    fn request_line_over_max_request_line_is_414() {
+        let limits = limits(1 << 16);
+        let line = |target_len: usize| format!("GET /{} HTTP/1.1", "a".repeat(target_len - 1));
+        // Exactly at the limit (the CRLF is not counted), then one over.
+        let at = line(limits.request_line - 13);
+        assert_eq!(at.len(), limits.request_line);
+        let ok = format!("{at}\r\nHost: x\r\n\r\n");
+        assert!(parse_head(ok.as_bytes(), &limits).unwrap().is_some());
+        let over = format!("{}\r\nHost: x\r\n\r\n", line(limits.request_line - 12));
+        assert_eq!(rejected(over.as_bytes(), &limits), RequestError::UriTooLong);
+        // Still arriving: refused once the target alone is over, or once the
+        // bytes so far are, without waiting for the line's end.
+        assert_eq!(
+            rejected(&over.as_bytes()[..limits.request_line + 3], &limits),
+            RequestError::UriTooLong
+        );
+        let endless = "GET /".to_string() + &"a".repeat(limits.request_line);
+        assert_eq!(
+            rejected(endless.as_bytes(), &limits),
+            RequestError::UriTooLong
+        );
+        let method = "A".repeat(limits.request_line + 1);
+        assert_eq!(
+            rejected(method.as_bytes(), &limits),
+            RequestError::UriTooLong
+        );
+        assert!(
+            parse_head(&endless.as_bytes()[..limits.request_line], &limits)
+                .unwrap()
+                .is_none()
+        );
+        // The line limit is checked before the size limit.
+        let small = HeadLimits {
+            header_size: 100,
+            request_line: 50,
+            headers: 10,
+        };
+        assert_eq!(rejected(over.as_bytes(), &small), RequestError::UriTooLong);
+    }
+
+    #[test]
+    fn request_target_forms_suit_the_method() {
+        all_ok(&[
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"OPTIONS /p HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+            b"CONNECT [::1]:8080 HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"CONNECT 10.0.0.1:80 HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET http://example.com/p?q HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET HTTPS://example.com HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET http://example.com:8080?q HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET http://[2001:db8::1]:80/ HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"OPTIONS http://h/ HTTP/1.1\r\nHost: x\r\n\r\n",
+        ]);
+        all_400(&[
+            // Relative, or not in any form.
+            b"GET foo HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET foo/bar HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET ?q HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET #f HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET ../etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET \\ HTTP/1.1\r\nHost: x\r\n\r\n",
+            // Asterisk-form on another method; longer than `*`.
+            b"GET * HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"DELETE * HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"OPTIONS ** HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"OPTIONS *x HTTP/1.1\r\nHost: x\r\n\r\n",
+            // Authority-form on another method; CONNECT in another form.
+            b"GET example.com:80 HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"POST example.com:80 HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"CONNECT / HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"CONNECT * HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"CONNECT http://example.com/ HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"CONNECT example.com HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"CONNECT example.com: HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"CONNECT :443 HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"CONNECT a@example.com:443 HTTP/1.1\r\nHost: x\r\n\r\n",
+            // Absolute-form: http or https, `//`, a host, no userinfo.
+            b"GET ftp://example.com/ HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET http:/example.com/ HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET http:example.com HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET http:// HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET http:///p HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET http://:80/p HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET http://user@example.com/ HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET http://a b/ HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET http://ex%zzample.com/ HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET http://example.com:8x/ HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET http://[::1/ HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET :// HTTP/1.1\r\nHost: x\r\n\r\n",
+        ]);
+    }
+
+    #[test]
+    fn header_name_and_value_characters() {
+        all_400(&[
+            b"GET / HTTP/1.1\r\nHost: x\r\nX Y: z\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nX\x00: y\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\n: y\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nX(: y\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nX\"q: y\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nX/Y: y\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\n\xc3\xa9: y\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nNo colon\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nX: a\x00b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nX: a\x7fb\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nX: a\x01b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nX: a\x0bb\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nX: a\x1bb\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nX: a\rb\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nX: a\r\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nX: y\r\r\n",
+        ]);
+        let req = b"GET / HTTP/1.1\r\nHost: x\r\nX-!#$%&'*+.^_`|~: a\tb \x80\xff\r\n\r\n";
+        let (h, _) = parse_head(req, &limits(8192)).unwrap().unwrap();
+        let pairs: Vec<_> = h.header_pairs().collect();
+        assert_eq!(pairs[1], (&b"X-!#$%&'*+.^_`|~"[..], &b"a\tb \x80\xff"[..]));
+    }
+
+    #[test]
+    fn obs_fold_and_whitespace_around_names_are_400() {
+        all_400(&[
+            b"GET / HTTP/1.1\r\nHost: x\r\nX: a\r\n b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nX: a\r\n\tb\r\n\r\n",
+            b"GET / HTTP/1.1\r\n Host: x\r\n\r\n",
+            b"GET / HTTP/1.1\r\n\tHost: x\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost : x\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost\t: x\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length : 5\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding : chunked\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding:\r\n chunked\r\n\r\n",
+        ]);
+    }
+
+    #[test]
+    fn one_valid_host() {
+        all_ok(&[
+            b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: example.com:8080\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: EXAMPLE.com.\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: 192.0.2.1:80\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: [2001:db8::1]:80\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: [::ffff:192.0.2.1]\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a_b-c~d%41!$&'()*+,;=\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: \r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x:\r\n\r\n",
+            b"GET / HTTP/1.0\r\n\r\n",
+        ]);
+        all_400(&[
+            b"GET / HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\\b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a@b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a,b\x22\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a:b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a:80:80\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a%2\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: [::1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: []\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: [::1]x\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: [v1.x]\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: caf\xc3\xa9\r\n\r\n",
+            b"GET / HTTP/1.0\r\nHost: a b\r\n\r\n",
+        ]);
+    }
+
+    #[test]
+    fn transfer_encoding_is_one_final_chunked() {
+        for (req, framing) in [
+            ("Transfer-Encoding: chunked", BodyFraming::Chunked),
+            ("Transfer-Encoding: CHUNKED", BodyFraming::Chunked),
+            ("Transfer-Encoding: , chunked ,", BodyFraming::Chunked),
+        ] {
+            let h = ok(&format!("POST / HTTP/1.1\r\nHost: x\r\n{req}\r\n\r\n"));
+            assert_eq!(h.framing, framing);
+        }
+        for coding in [
+            "gzip",
+            "identity",
+            "gzip, chunked",
+            "chunked, gzip",
+            "chunked;q=1",
+            "chunked\u{a0}",
+            "xchunked",
+        ] {
+            let req = format!("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: {coding}\r\n\r\n");
+            assert!(
+                matches!(bad(&req), RequestError::NotImplemented(_)),
+                "{coding:?}"
+            );
+        }
+        let two_lines = "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert!(matches!(bad(two_lines), RequestError::NotImplemented(_)));
+        let with_length = "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: gzip, chunked\r\n\r\n";
+        assert!(matches!(bad(with_length), RequestError::NotImplemented(_)));
+        all_400(&[
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding:\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: ,\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\x0b\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+            b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"POST / HTTP/1.0\r\nTransfer-Encoding: gzip\r\n\r\n",
+            b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+        ]);
+    }
+
+    #[test]
+    fn content_length_is_one_decimal_number() {
+        all_400(&[
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length:\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0x10\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1e3\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1.0\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3, 3\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\ncontent-length: 4\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: \xd9\xa3\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000000000000\r\n\r\n",
+        ]);
+        let h = ok("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: \t007 \r\n\r\n");
+        assert_eq!(h.framing, BodyFraming::Length(7));
+        let h = ok("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 999999999999999999\r\n\r\n");
+        assert_eq!(h.framing, BodyFraming::Length(999_999_999_999_999_999));
+    }
+
+    #[test]
+    fn header_count_over_max_request_headers_is_431() {
+        for max in [1, 10, STACK_HEADERS, STACK_HEADERS + 1, 300] {
+            let limits = HeadLimits {
+                header_size: 1 << 20,
+                request_line: 8190,
+                headers: max,
+            };
+            // `with_headers(n)` has n + 1 fields, Host included.
+            let at = with_headers(max - 1);
+            let (h, _) = parse_head(at.as_bytes(), &limits).unwrap().unwrap();
+            assert_eq!(h.header_pairs().count(), max);
+            let over = with_headers(max);
+            assert_eq!(
+                rejected(over.as_bytes(), &limits),
+                RequestError::TooManyHeaders
+            );
+            assert_eq!(RequestError::TooManyHeaders.status().0, 431);
+        }
+    }
+
     #[test]
     fn header_limits_are_431() {
         let long = format!(
@@ -411,12 +875,12 @@ mod tests {
             "a".repeat(200)
         );
         assert_eq!(
-            parse_head(long.as_bytes(), 100).unwrap_err(),
+            parse_head(long.as_bytes(), &limits(100)).unwrap_err(),
             RequestError::HeaderTooLarge
         );
         // Incomplete but already over the limit.
         assert_eq!(
-            parse_head(&long.as_bytes()[..150], 100).unwrap_err(),
+            parse_head(&long.as_bytes()[..150], &limits(100)).unwrap_err(),
             RequestError::HeaderTooLarge
         );
     }
@@ -430,27 +894,33 @@ mod tests {
     fn header_count_is_limited_by_size_alone() {
         for count in [STACK_HEADERS, STACK_HEADERS + 1, 500] {
             let req = with_headers(count);
-            let (h, n) = parse_head(req.as_bytes(), req.len()).unwrap().unwrap();
+            let (h, n) = parse_head(req.as_bytes(), &limits(req.len()))
+                .unwrap()
+                .unwrap();
             assert_eq!(n, req.len());
             assert_eq!(h.header_pairs().count(), count + 1);
             let last = format!("X{}", count - 1);
             assert_eq!(h.header_pairs().last(), Some((last.as_bytes(), &b"y"[..])));
             assert_eq!(
-                parse_head(req.as_bytes(), req.len() - 1).unwrap_err(),
+                parse_head(req.as_bytes(), &limits(req.len() - 1)).unwrap_err(),
                 RequestError::HeaderTooLarge
             );
             // Incomplete, within the limit: wait for more.
-            assert!(parse_head(&req.as_bytes()[..req.len() - 3], req.len())
-                .unwrap()
-                .is_none());
+            assert!(
+                parse_head(&req.as_bytes()[..req.len() - 3], &limits(req.len()))
+                    .unwrap()
+                    .is_none()
+            );
         }
         // The smallest header lines: one heap slot per line still suffices.
         let tiny: String = (0..300).map(|_| "a:\r\n").collect();
         let req = format!("GET / HTTP/1.1\r\nHost: x\r\n{tiny}\r\nbody");
-        let (h, _) = parse_head(req.as_bytes(), 8192).unwrap().unwrap();
+        let (h, _) = parse_head(req.as_bytes(), &limits(8192)).unwrap().unwrap();
         assert_eq!(h.header_pairs().count(), 301);
         for cut in [req.len() - 6, req.len() - 7, req.len() - 8] {
-            assert!(parse_head(&req.as_bytes()[..cut], 8192).unwrap().is_none());
+            assert!(parse_head(&req.as_bytes()[..cut], &limits(8192))
+                .unwrap()
+                .is_none());
         }
     }
 
@@ -501,7 +971,7 @@ mod tests {
             "\r\n".repeat(1 << 20),
         ] {
             assert!(matches!(
-                parse_head(flood.as_bytes(), 1 << 30),
+                parse_head(flood.as_bytes(), &limits(1 << 30)),
                 Err(RequestError::BadRequest(_))
             ));
         }
