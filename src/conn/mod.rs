@@ -969,6 +969,7 @@ mod tests {
             workers: 1,
             strict_backlog: false,
             metrics: None,
+            access_log: None,
             proxy: Default::default(),
             proxy_protocol: false,
             log_socket_errors: true,
