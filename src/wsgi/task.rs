@@ -153,7 +153,9 @@ impl<'a, 'py> Task<'a, 'py> {
         let status = rsp.as_ref().map_or(0, |r| r.status());
         let total = queued_at.elapsed();
         shared.stats.responded(status, total);
-        if let (Some(format), Some(app_time)) = (access, app_time) {
+        // A level that filters the line out (pyo3-log's cached check) skips formatting it.
+        let logged = log::log_enabled!(target: "maitre::access", log::Level::Info);
+        if let (Some(format), Some(app_time), true) = (access, app_time, logged) {
             let peer_ip;
             let remote = match &remote {
                 Some(r) => r.as_str(),
