@@ -130,9 +130,10 @@ impl<'a, 'py> Task<'a, 'py> {
                 Built::Environ(env) => {
                     if access.is_some() {
                         remote = env
-                            .get_item(intern!(py, "REMOTE_ADDR"))?
-                            .map(|a| a.extract::<String>())
-                            .transpose()?;
+                            .get_item(intern!(py, "REMOTE_ADDR"))
+                            .ok()
+                            .flatten()
+                            .and_then(|a| a.extract::<String>().ok());
                     }
                     call_app(py, app, env, &responder)
                 }
@@ -156,19 +157,13 @@ impl<'a, 'py> Task<'a, 'py> {
         // A level that filters the line out (pyo3-log's cached check) skips formatting it.
         let logged = log::log_enabled!(target: "maitre::access", log::Level::Info);
         if let (Some(format), Some(app_time), true) = (access, app_time, logged) {
-            let peer_ip;
-            let remote = match &remote {
-                Some(r) => r.as_str(),
-                None => {
-                    peer_ip = match peer {
-                        Peer::Ip(addr) => addr.ip().to_string(),
-                        Peer::Local => "localhost".to_owned(),
-                    };
-                    &peer_ip
-                }
-            };
+            // No environ (the request failed before it): the peer, as REMOTE_ADDR shows it.
+            let remote = remote.unwrap_or_else(|| match peer {
+                Peer::Ip(addr) => addr.ip().to_string(),
+                Peer::Local => "localhost".to_owned(),
+            });
             let line = format.line(&Entry {
-                remote,
+                remote: &remote,
                 head: &head,
                 status,
                 body_bytes: rsp.as_ref().map_or(0, |r| r.body_bytes()),
