@@ -1,7 +1,7 @@
 """Start one in-process WSGI server on an app from bench/apps.py (run by bench/run.py).
 
     python launch.py SERVER --app NAME --port N [--threads 4] [--connection-limit N]
-                     [--backlog N] [--workers N]
+                     [--backlog N] [--workers N] [--metrics-port N] [--access-log]
 
 SERVER is one of LAUNCHERS below. Servers with their own command line
 (granian, gunicorn, ...) are started by run.py directly and are not here.
@@ -31,6 +31,20 @@ def maitre(app, a):
         # Hook for maitre's `workers=N` (N processes sharing the listening socket): run.py
         # only passes --workers once `maitre.Options(workers=2)` is accepted.
         kw["workers"] = a.workers
+    if a.metrics_port:
+        kw["metrics"] = f"{a.host}:{a.metrics_port}"
+    if a.access_log:
+        import logging
+
+        # The whole Python side of a line (record, handler, formatter, write), with
+        # nothing piling up on disk.
+        handler = logging.FileHandler(os.devnull)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        access = logging.getLogger("maitre.access")
+        access.addHandler(handler)
+        access.setLevel(logging.INFO)
+        access.propagate = False
+        kw["access_log"] = True
     serve(app, host=a.host, port=a.port, threads=a.threads, _quiet=True, **kw)
 
 
@@ -71,6 +85,8 @@ def main():
     p.add_argument("--connection-limit", type=int, default=0)
     p.add_argument("--backlog", type=int, default=0)
     p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--metrics-port", type=int, default=0)
+    p.add_argument("--access-log", action="store_true")
     a = p.parse_args()
     raise_nofile()
     LAUNCHERS[a.server](getattr(apps, a.app), a)

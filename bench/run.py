@@ -46,6 +46,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, FrozenSet, List, Optional
@@ -307,6 +308,7 @@ class Launch:
     port: int
     threads: int
     many: bool  # raise connection limits and backlog (the idle case)
+    metrics_port: Optional[int] = None  # maitre's metrics endpoint, scraped during the run
 
 
 @dataclass
@@ -329,6 +331,8 @@ class Server:
     # that is not available is listed under "not run", without making the run fail.
     available: Optional[Callable[[], Optional[str]]] = None
     note: str = ""  # one line in the report's server list
+    # Serves a metrics endpoint that the harness scrapes once a second (see Scraper).
+    scrape: bool = False
 
     def family(self) -> str:
         return self.name.split(" ")[0]
@@ -344,7 +348,8 @@ class Server:
         return f"{PIN.server},{PIN.client}" if self.shares_client_cpus() else PIN.server
 
 
-def _launcher(server: str, workers: int = 0) -> Callable[[Launch], List[str]]:
+def _launcher(server: str, workers: int = 0, access_log: bool = False
+              ) -> Callable[[Launch], List[str]]:
     def argv(l: Launch) -> List[str]:
         out = [VENV_PY, os.path.join(BENCH, "launch.py"), server, "--app", l.case.app,
                "--host", HOST, "--port", str(l.port), "--threads", str(l.threads)]
@@ -352,6 +357,10 @@ def _launcher(server: str, workers: int = 0) -> Callable[[Launch], List[str]]:
             out += ["--connection-limit", str(CONNECTION_LIMIT), "--backlog", str(BACKLOG)]
         if workers:
             out += ["--workers", str(workers)]
+        if l.metrics_port:
+            out += ["--metrics-port", str(l.metrics_port)]
+        if access_log:
+            out += ["--access-log"]
         return out
     return argv
 
@@ -425,6 +434,15 @@ SERVERS: List[Server] = [
            threads=32, only_cases=frozenset({"sleep10"})),
     # maitre w2 (see maitre_workers_server): replaced by maitre wN with --workers N.
     None,
+    # What maitre's own instruments cost, beside the plain maitre row (issue 17: within 3%).
+    Server("maitre metrics", _launcher("maitre"),
+           lambda l: f"`serve(app, threads={l.threads}, metrics=\"127.0.0.1:PORT\")`, "
+                     "`/metrics` scraped once a second by the harness during warm-up and run",
+           _pkg_version("maitre"), only_cases=frozenset({"plaintext"}), scrape=True),
+    Server("maitre accesslog", _launcher("maitre", access_log=True),
+           lambda l: f"`serve(app, threads={l.threads}, access_log=True)`, the combined-format "
+                     "lines through a `logging.FileHandler` on /dev/null",
+           _pkg_version("maitre"), only_cases=frozenset({"plaintext"})),
     Server("waitress", _launcher("waitress"),
            lambda l: f"`serve(app, threads={l.threads}"
                      + (f", connection_limit={CONNECTION_LIMIT}, backlog={BACKLOG}, "
@@ -636,7 +654,8 @@ class Running:
         os.makedirs(LOGS, exist_ok=True)
         self.log_path = os.path.join(LOGS, f"{case.name}-{slug(server.name)}.log")
         self.log_file = open(self.log_path, "wb")
-        self.launch = Launch(case, self.port, server_threads(server, case, ctx), case.idle > 0)
+        self.launch = Launch(case, self.port, server_threads(server, case, ctx), case.idle > 0,
+                             free_port() if server.scrape else None)
         argv = pinned(server.cpus(), server.argv(self.launch), pin)
         self.argv = argv
         log(f"start {server.name}: {shlex.join(argv)}")
@@ -965,6 +984,38 @@ def run_alone(server: Server, case: Case, a: argparse.Namespace) -> dict:
     return run
 
 
+class Scraper(threading.Thread):
+    """GETs `/metrics` once a second, as Prometheus would, until stopped; counts the
+    scrapes that answered 200. Runs in the harness, not on the server's CPU."""
+
+    def __init__(self, port: int):
+        super().__init__(daemon=True)
+        self.port = port
+        self.ok = 0
+        self.failed = 0
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(1.0):
+            conn = http.client.HTTPConnection(HOST, self.port, timeout=5)
+            try:
+                conn.request("GET", "/metrics")
+                resp = conn.getresponse()
+                resp.read()
+                if resp.status == 200:
+                    self.ok += 1
+                else:
+                    self.failed += 1
+            except OSError:
+                self.failed += 1
+            finally:
+                conn.close()
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join()
+
+
 def run_once(server: Server, case: Case, ctx: Ctx, a: argparse.Namespace, rnd: int) -> dict:
     """Start `server`, warm it up, measure one wrk run, stop it. Raises on failure."""
     if a.quiet_wait > 0:
@@ -977,9 +1028,13 @@ def run_once(server: Server, case: Case, ctx: Ctx, a: argparse.Namespace, rnd: i
     conns = a.connections or case.connections
     pin_client = a.pin and not server.shares_client_cpus()
     holder = None
+    scraper = None
     try:
         srv.wait_ready()
         srv.check(case)
+        if srv.launch.metrics_port:
+            scraper = Scraper(srv.launch.metrics_port)
+            scraper.start()
         if a.warmup > 0:
             wrk(case, srv.port, a.warmup, conns, pin_client)
             # Let the server finish what the warm-up left queued (requests read from
@@ -1009,9 +1064,17 @@ def run_once(server: Server, case: Case, ctx: Ctx, a: argparse.Namespace, rnd: i
             run["idle"] = idle
         if srv.proc.poll() is not None:
             raise RuntimeError(f"{server.name} died during the run:\n" + srv.log_tail())
+        if scraper is not None:
+            scraper.stop()
+            run["scrapes"] = scraper.ok
+            if scraper.failed or not scraper.ok:
+                raise RuntimeError(f"{server.name}: {scraper.failed} of "
+                                   f"{scraper.ok + scraper.failed} scrapes of /metrics failed")
         log_round(rnd, a, case, server, run)
         return run
     finally:
+        if scraper is not None:
+            scraper.stop()
         if holder is not None:
             holder.close()
         run_stop = srv.stop()
@@ -1243,6 +1306,15 @@ def case_notes(case: Case, all_results: Dict[str, List[dict]]) -> List[str]:
                        "work and roughly what a second core adds on this machine, not how "
                        "workers scale (see bench/README.md for measuring that on a bigger "
                        "machine).")
+    for name in ("maitre metrics", "maitre accesslog"):
+        on = next((r for r in results if r["server"] == name and r.get("rps")), None)
+        plain = next((r for r in results if r["server"] == "maitre" and r.get("rps")), None)
+        if on and plain:
+            what = ("metrics on, /metrics scraped once a second" if name == "maitre metrics"
+                    else "access log on")
+            out.append(f"**{name} ÷ maitre: {on['rps'] / plain['rps']:.1%}** of the req/s with "
+                       f"{what}" + (" (target: at least 97%)" if name == "maitre metrics"
+                                    else "") + ".")
     if case.name == "sleep10":
         s = scaling(all_results)
         if s is not None:

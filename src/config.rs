@@ -11,6 +11,7 @@ use pyo3::types::PyDict;
 
 use crate::http::parse::HeadLimits;
 use crate::http::proxy::{HeaderSet, ProxyConfig, ProxyHeader, ALL_HEADERS};
+use crate::wsgi::access_log::{AccessFormat, COMBINED};
 
 /// A `listen` entry: a TCP address, or a Unix socket's path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +63,8 @@ pub struct Config {
     pub strict_backlog: bool,
     /// Where the metrics endpoint listens, if anywhere.
     pub metrics: Option<SocketAddr>,
+    /// The access log's format, when it is on.
+    pub access_log: Option<AccessFormat>,
 }
 
 /// Reads one option; `extract` names the option in its error.
@@ -132,6 +135,7 @@ impl Config {
             metrics: item::<Option<(String, u16)>>(d, "metrics")?
                 .map(|(host, port)| numeric(&host, port, "metrics"))
                 .transpose()?,
+            access_log: access_log(d)?,
             proxy: proxy_config(d)?,
             proxy_protocol: item(d, "proxy_protocol")?,
             log_socket_errors: item(d, "log_socket_errors")?,
@@ -158,6 +162,14 @@ fn listen_addr(host: &str, port: &Bound<'_, PyAny>) -> PyResult<ListenAddr> {
         .extract()
         .map_err(|e| PyValueError::new_err(format!("listen: port of {host}: {e}")))?;
     Ok(ListenAddr::Tcp(SocketAddr::new(ip, port)))
+}
+
+fn access_log(d: &Bound<'_, PyDict>) -> PyResult<Option<AccessFormat>> {
+    // Checked even when off, so a typo shows before the log is turned on.
+    let format: Option<String> = item(d, "access_log_format")?;
+    let format = AccessFormat::parse(format.as_deref().unwrap_or(COMBINED))
+        .map_err(PyValueError::new_err)?;
+    Ok(item::<bool>(d, "access_log")?.then_some(format))
 }
 
 fn proxy_config(d: &Bound<'_, PyDict>) -> PyResult<ProxyConfig> {

@@ -65,7 +65,7 @@ ENGINE_KEYS = {
     "trusted_proxy", "trusted_proxy_count", "trusted_proxy_headers",
     "log_untrusted_proxy_headers", "clear_untrusted_proxy_headers", "log_socket_errors",
     "header_timeout", "graceful_timeout",
-    "strict_backlog", "metrics",
+    "strict_backlog", "access_log", "access_log_format", "metrics",
     "unix_socket_perms", "sockets", "proxy_protocol",
     "max_request_line", "max_request_headers",
 }
@@ -92,8 +92,8 @@ def local() -> dict:
 # Options of maitre's own, after waitress's, with their defaults.
 MAITRE_ONLY = {
     "proxy_protocol": False, "workers": 1, "header_timeout": 10, "graceful_timeout": 30,
-    "strict_backlog": False, "metrics": None, "max_request_line": 8190,
-    "max_request_headers": 1000,
+    "strict_backlog": False, "access_log": False, "access_log_format": None, "metrics": None,
+    "max_request_line": 8190, "max_request_headers": 1000,
 }
 
 
@@ -601,7 +601,8 @@ def test_engine_config_carries_given_values():
         "trusted_proxy_headers": {"x-forwarded-for"}, "log_untrusted_proxy_headers": True,
         "clear_untrusted_proxy_headers": False, "log_socket_errors": False,
         "header_timeout": 4, "graceful_timeout": 5,
-        "strict_backlog": False, "metrics": None,
+        "strict_backlog": False, "access_log": False, "access_log_format": None,
+        "metrics": None,
         "unix_socket_perms": 0o600, "sockets": [], "proxy_protocol": False,
         "max_request_line": 100, "max_request_headers": 20,
     }

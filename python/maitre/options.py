@@ -589,6 +589,19 @@ OPTIONS: Tuple[Option, ...] = (
         _E, "Tuning",
     ),
     Option(
+        "access_log", _BOOL, False,
+        "maitre only: log each request to the logger maitre.access (INFO), in Apache "
+        "combined format unless access_log_format says otherwise. Off by default.",
+        _E, "Tuning",
+    ),
+    Option(
+        "access_log_format", _TextOrNone("FORMAT"), None,
+        "maitre only: the access log line in gunicorn's atoms (%(h)s %(r)s %(s)s %(b)s "
+        "%(D)s %({header}i)s ...) plus %(W)s, microseconds waiting for a thread, and "
+        "%(A)s, microseconds in the application. Default: Apache combined.",
+        _E, "Tuning",
+    ),
+    Option(
         "metrics", _TextOrNone("HOST:PORT"), None,
         "maitre only: address of a separate listener serving /metrics (Prometheus), "
         "/stats (JSON), /health/live, /health/ready and a live status page at /. Off by "
@@ -754,6 +767,8 @@ class Options:
     header_timeout: int
     graceful_timeout: int
     strict_backlog: bool
+    access_log: bool
+    access_log_format: Optional[str]
     metrics: Optional[str]
     metrics_listen: Optional[Address]
     max_request_line: int

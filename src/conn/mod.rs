@@ -1012,6 +1012,7 @@ mod tests {
             workers: 1,
             strict_backlog: false,
             metrics: None,
+            access_log: None,
             proxy: Default::default(),
             proxy_protocol: false,
             log_socket_errors: true,

@@ -246,6 +246,11 @@ impl ResponseEncoder {
         (len, b"\r\n")
     }
 
+    /// Body bytes sent so far (without chunked framing).
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
     /// A declared length has been sent in full: nothing more can follow.
     pub fn is_complete(&self) -> bool {
         matches!(self.encoding, BodyEncoding::Length(n) if self.written == n)

@@ -69,10 +69,11 @@ fn run(shared: &WorkerShared) {
         // for it), so a sent body is freed at once.
         let release = || shared.handle.garbage.release(py);
         while let Some(job) = shared.jobs.next(py, release) {
-            shared.stats.dequeue(job.queued_at, Instant::now());
+            let taken_at = Instant::now();
+            shared.stats.dequeue(job.queued_at, taken_at);
             release();
             let req = job.req;
-            let task = Task::new(py, &ctx, shared, job);
+            let task = Task::new(py, &ctx, shared, job, taken_at);
             // No panic may take the thread with it: the request is broken
             // off and the worker goes on to the next.
             if let Err(panic) = catch_unwind(AssertUnwindSafe(|| task.run(app))) {

@@ -46,6 +46,8 @@ pub struct StartResponse {
     finished: bool,
     /// The status sent, once its head has gone out (0 before).
     status: u16,
+    /// The app's headers, kept only for an access log that shows one.
+    logged_headers: Option<Vec<(String, String)>>,
 }
 
 /// Body chunks this large are written from the app's own `bytes` object:
@@ -60,6 +62,7 @@ impl StartResponse {
         req: RequestInfo,
         ident: Option<Arc<str>>,
         limits: OutputLimits,
+        keep_headers: bool,
     ) -> Self {
         StartResponse {
             req_id,
@@ -74,6 +77,7 @@ impl StartResponse {
             pieces: Pieces::new(),
             finished: false,
             status: 0,
+            logged_headers: keep_headers.then(Vec::new),
         }
     }
 
@@ -92,6 +96,16 @@ impl StartResponse {
 
     pub fn status(&self) -> u16 {
         self.status
+    }
+
+    /// Body bytes sent (0 for a response maitre made in the app's place).
+    pub fn body_bytes(&self) -> u64 {
+        self.encoder.as_ref().map_or(0, ResponseEncoder::written)
+    }
+
+    /// The headers of the response sent, if they were kept for the access log.
+    pub fn logged_headers(&self) -> &[(String, String)] {
+        self.logged_headers.as_deref().unwrap_or_default()
     }
 
     /// Writes the head into the output if it has not gone out yet.
@@ -318,6 +332,9 @@ impl StartResponse {
         }
         let mut head = ResponseHead::new(self.req.version, code, status)
             .map_err(|c| not_latin1("status", status, c))?;
+        if let Some(kept) = &mut self.logged_headers {
+            kept.clear(); // start_response again with exc_info replaces the head
+        }
         for item in headers.try_iter()? {
             let item = item?;
             let (name, value): (Bound<'_, PyAny>, Bound<'_, PyAny>) =
@@ -366,6 +383,9 @@ impl StartResponse {
             }
             head.push_header(name, value)
                 .map_err(|c| not_latin1(name, value, c))?;
+            if let Some(kept) = &mut self.logged_headers {
+                kept.push((name.to_owned(), value.to_owned()));
+            }
         }
         self.head = Some(head);
         Ok(())

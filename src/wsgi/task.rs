@@ -2,6 +2,7 @@
 //! it returns, always call `close()`, and turn failures into the right answer.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::intern;
@@ -13,10 +14,12 @@ use crate::conn::{OutputLimits, RequestId};
 use crate::http::parse::{BodyFraming, RequestHead};
 use crate::http::response::{simple_response, RequestInfo};
 use crate::http::RequestError;
+use crate::net::Peer;
 use crate::stats::{decr, incr};
 use crate::workers::pool::WorkerShared;
 use crate::workers::{Completion, Job, JobBody, Kind, Pieces};
 
+use super::access_log::{AccessFormat, Entry};
 use super::environ::{self, Built, RequestMeta};
 use super::file_wrapper::FileWrapper;
 use super::input::InputStream;
@@ -28,15 +31,24 @@ pub struct Task<'a, 'py> {
     ctx: &'a WsgiContext,
     shared: &'a WorkerShared,
     job: Job,
+    /// When a thread took the job (the end of its queue wait).
+    taken_at: Instant,
 }
 
 impl<'a, 'py> Task<'a, 'py> {
-    pub fn new(py: Python<'py>, ctx: &'a WsgiContext, shared: &'a WorkerShared, job: Job) -> Self {
+    pub fn new(
+        py: Python<'py>,
+        ctx: &'a WsgiContext,
+        shared: &'a WorkerShared,
+        job: Job,
+        taken_at: Instant,
+    ) -> Self {
         Task {
             py,
             ctx,
             shared,
             job,
+            taken_at,
         }
     }
 
@@ -46,6 +58,7 @@ impl<'a, 'py> Task<'a, 'py> {
             ctx,
             shared,
             job,
+            taken_at,
         } = self;
         let Job {
             req: req_id,
@@ -57,6 +70,7 @@ impl<'a, 'py> Task<'a, 'py> {
             keep_alive,
             queued_at,
         } = job;
+        let access = shared.cfg.access_log.as_ref();
         let chunked = head.framing == BodyFraming::Chunked;
         // The app sees a de-chunked body, with its real length.
         let (input, content_length) = match body {
@@ -87,6 +101,7 @@ impl<'a, 'py> Task<'a, 'py> {
             },
             ctx.ident.clone(),
             OutputLimits::new(&shared.cfg),
+            access.is_some_and(AccessFormat::wants_response_headers),
         );
         let (responder, input) = match (Bound::new(py, responder), input) {
             (Ok(r), Ok(i)) => (r, i),
@@ -107,12 +122,25 @@ impl<'a, 'py> Task<'a, 'py> {
             content_length,
         };
         incr(&shared.stats.wk.in_app);
+        // The address the log shows: REMOTE_ADDR as built, a trusted proxy's
+        // forwarded one included, read before the app can change it.
+        let mut remote = None;
         let outcome =
             environ::build(py, ctx, &shared.cfg, &meta, &input).and_then(|built| match built {
-                Built::Environ(env) => call_app(py, app, env, &responder),
+                Built::Environ(env) => {
+                    if access.is_some() {
+                        remote = env
+                            .get_item(intern!(py, "REMOTE_ADDR"))
+                            .ok()
+                            .flatten()
+                            .and_then(|a| a.extract::<String>().ok());
+                    }
+                    call_app(py, app, env, &responder)
+                }
                 Built::BadProxyHeader(header) => environ::bad_proxy_header(py, &responder, header),
             });
         decr(&shared.stats.wk.in_app);
+        let app_time = access.map(|_| taken_at.elapsed());
         if let Err(err) = outcome {
             incr(&shared.stats.wk.app_errors);
             let failed = Failed {
@@ -122,8 +150,30 @@ impl<'a, 'py> Task<'a, 'py> {
             };
             fail(py, ctx, shared, failed, &responder, &input);
         }
-        let status = responder.try_borrow().map_or(0, |r| r.status());
-        shared.stats.responded(status, queued_at.elapsed());
+        let rsp = responder.try_borrow().ok();
+        let status = rsp.as_ref().map_or(0, |r| r.status());
+        let total = queued_at.elapsed();
+        shared.stats.responded(status, total);
+        // A level that filters the line out (pyo3-log's cached check) skips formatting it.
+        let logged = log::log_enabled!(target: "maitre::access", log::Level::Info);
+        if let (Some(format), Some(app_time), true) = (access, app_time, logged) {
+            // No environ (the request failed before it): the peer, as REMOTE_ADDR shows it.
+            let remote = remote.unwrap_or_else(|| match peer {
+                Peer::Ip(addr) => addr.ip().to_string(),
+                Peer::Local => "localhost".to_owned(),
+            });
+            let line = format.line(&Entry {
+                remote: &remote,
+                head: &head,
+                status,
+                body_bytes: rsp.as_ref().map_or(0, |r| r.body_bytes()),
+                queue_wait: taken_at.saturating_duration_since(queued_at),
+                app_time,
+                total,
+                response_headers: rsp.as_ref().map_or(&[], |r| r.logged_headers()),
+            });
+            log::info!(target: "maitre::access", "{line}");
+        }
     }
 }
 
