@@ -816,6 +816,10 @@ class Front(Process):
                  f"    mode {mode}", "    timeout connect 5s", "    timeout client 120s",
                  "    timeout server 120s", "frontend wrk", f"    bind {HOST}:{self.port}",
                  "    default_backend server", "backend server"]
+        # One server connection per wrk connection, for every row, as in the unix case: with
+        # its default (http-reuse safe), HAProxy 2.6 behind send-proxy opens and resets a
+        # server connection per request once the first client connections have closed.
+        lines += ["    http-reuse never"] * (mode == "http")
         lines += ["    option forwardfor"] * forwardfor + [f"    server s {server}"]
         config = os.path.join(tmpdir(), f"haproxy-{self.port}.cfg")
         with open(config, "w") as f:
