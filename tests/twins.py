@@ -15,8 +15,8 @@ and to maitre, both serving :func:`environ_app`, and their answers side by side.
 from __future__ import annotations
 
 import json
+import select
 import threading
-import time
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Dict, List, Optional, Tuple
@@ -114,9 +114,9 @@ def answer(r: Response, method: str, port: int, client_port: str) -> Answer:
 
 # Sent after the requests under test, pipelined: answered only if the connection is still open.
 PROBE = b"GET /?probe HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n"
-# Between the parts of a request: long enough for the server to act on the first part
-# (a 100 Continue), short enough to keep the tests fast.
-PAUSE = 0.2
+# Between the parts of a request, the longest wait for the server to answer the first part
+# (with a 100 Continue) before the next is sent anyway.
+PAUSE = 0.5
 
 
 @dataclass
@@ -154,7 +154,8 @@ def framing(r: Response, method: str) -> str:
 
 def converse(port: int, parts: Tuple[bytes, ...], methods: Tuple[str, ...] = (),
              timeout: float = 3.0) -> Transcript:
-    """Send ``parts`` on one connection (with a pause between them), then :data:`PROBE`;
+    """Send ``parts`` on one connection (before each but the first, waiting up to :data:`PAUSE`
+    for the server to send something), then :data:`PROBE`;
     read until the server closes. ``methods`` names the method of each final response
     where it matters (HEAD)."""
     sock = connect(port, timeout)
@@ -163,7 +164,7 @@ def converse(port: int, parts: Tuple[bytes, ...], methods: Tuple[str, ...] = (),
         try:
             for i, part in enumerate(parts + (PROBE,)):
                 if i and part is not PROBE:
-                    time.sleep(PAUSE)
+                    select.select([sock], [], [], PAUSE)
                 sock.sendall(part)
         except (BrokenPipeError, ConnectionResetError):
             pass  # closed early: what was answered is still to be read
