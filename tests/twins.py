@@ -24,7 +24,7 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from conftest import Conn, Response, connect, parse_one, read_until_close
+from conftest import STOP_TIMEOUT, Conn, Response, connect, parse_one, read_until_close
 
 try:
     import waitress.server as waitress_server
@@ -189,8 +189,12 @@ def converse(port: int, parts: Tuple[bytes, ...], methods: Tuple[str, ...] = (),
 
 
 def start_waitress(app, **options):
-    """A real waitress server on 127.0.0.1, running in a daemon thread."""
-    server = waitress_server.create_server(app, host="127.0.0.1", port=0, **options)
+    """A real waitress server on 127.0.0.1, running in a daemon thread; ``stop()`` closes
+    it and ends its threads."""
+    # The loop's select() timeout (default 1 s) bounds how long stop() waits for the loop
+    # thread: closing from another thread does not wake select(). It changes no answer.
+    server = waitress_server.create_server(app, host="127.0.0.1", port=0,
+                                           asyncore_loop_timeout=0.05, **options)
     closing = threading.Event()
 
     def run() -> None:
@@ -201,13 +205,17 @@ def start_waitress(app, **options):
             if not closing.is_set():
                 raise
 
-    def close() -> None:
+    def stop() -> None:
         closing.set()
         server.close()
+        # waitress's run() stops its task threads only on SystemExit or KeyboardInterrupt:
+        # stop them here, or later tests would inherit them (test_resources counts threads).
+        server.task_dispatcher.shutdown()
+        thread.join(STOP_TIMEOUT)
 
     thread = threading.Thread(target=run, name="waitress-twin", daemon=True)
     thread.start()
-    server.stop = close
+    server.stop = stop
     return server
 
 
