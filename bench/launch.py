@@ -1,12 +1,15 @@
 """Start one in-process WSGI server on an app from bench/apps.py (run by bench/run.py).
 
     python launch.py SERVER --app NAME --port N [--threads 4] [--connection-limit N]
-                     [--backlog N] [--workers N] [--metrics-port N] [--access-log]
+                     [--backlog N] [--workers N] [--unix-socket PATH] [--proxy protocol|xff]
+                     [--metrics-port N] [--access-log]
 
 SERVER is one of LAUNCHERS below. Servers with their own command line
 (granian, gunicorn, ...) are started by run.py directly and are not here.
 --connection-limit / --backlog are only passed for cases that need many connections
-(idle5000); otherwise every server runs with its defaults.
+(idle5000); otherwise every server runs with its defaults. --unix-socket (the unix case)
+listens there instead of on the port; --proxy (the proxy case) reads the client's address
+from HAProxy on 127.0.0.1: the PROXY protocol (maitre only) or X-Forwarded-For.
 """
 
 import argparse
@@ -19,10 +22,21 @@ import apps  # noqa: E402
 from rlimit import raise_nofile
 
 
+def fronted(a):
+    """The options of the unix and proxy cases, the same names in maitre and waitress."""
+    if a.unix_socket:
+        return {"unix_socket": a.unix_socket}
+    if a.proxy == "protocol":
+        return {"proxy_protocol": True, "trusted_proxy": "127.0.0.1"}
+    if a.proxy == "xff":
+        return {"trusted_proxy": "127.0.0.1", "trusted_proxy_headers": "x-forwarded-for"}
+    return {}
+
+
 def maitre(app, a):
     from maitre import serve
 
-    kw = {}
+    kw = fronted(a)
     if a.connection_limit:
         kw["connection_limit"] = a.connection_limit
     if a.backlog:
@@ -45,13 +59,15 @@ def maitre(app, a):
         access.setLevel(logging.INFO)
         access.propagate = False
         kw["access_log"] = True
-    serve(app, host=a.host, port=a.port, threads=a.threads, _quiet=True, **kw)
+    if not a.unix_socket:
+        kw.update(host=a.host, port=a.port)
+    serve(app, threads=a.threads, _quiet=True, **kw)
 
 
 def waitress(app, a):
     from waitress import serve
 
-    kw = {}
+    kw = fronted(a)
     if a.connection_limit:
         kw["connection_limit"] = a.connection_limit
         # waitress's loop uses select() unless told otherwise, and select() cannot watch a
@@ -59,7 +75,9 @@ def waitress(app, a):
         kw["asyncore_use_poll"] = True
     if a.backlog:
         kw["backlog"] = a.backlog
-    serve(app, host=a.host, port=a.port, threads=a.threads, _quiet=True, **kw)
+    if not a.unix_socket:
+        kw.update(host=a.host, port=a.port)
+    serve(app, threads=a.threads, _quiet=True, **kw)
 
 
 def pyruvate(app, a):
@@ -87,6 +105,8 @@ def main():
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--metrics-port", type=int, default=0)
     p.add_argument("--access-log", action="store_true")
+    p.add_argument("--unix-socket", default="")
+    p.add_argument("--proxy", choices=["protocol", "xff"])
     a = p.parse_args()
     raise_nofile()
     LAUNCHERS[a.server](getattr(apps, a.app), a)

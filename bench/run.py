@@ -6,7 +6,8 @@
     python bench/run.py --cases plaintext,sleep10 --servers maitre,waitress --repeat 5
 
 What it does, in order:
-  1. setup (skip with --no-setup): apt-get install wrk if missing; a venv at bench/.venv with
+  1. setup (skip with --no-setup): apt-get install wrk (and haproxy, for the unix and proxy
+     cases) if missing; a venv at bench/.venv with
      the other servers (waitress, granian, gunicorn, pyruvate) and matplotlib from PyPI;
      maitre installed from the repo root into that venv; the ceiling server (bench/ceiling)
      built with cargo.
@@ -15,6 +16,7 @@ What it does, in order:
      up with wrk, run `taskset -c 1 wrk -t1 -c<conns> -d<dur>s --latency` once, stop it
      (SIGTERM, then SIGKILL after 10 s). The idle case also opens 5,000 idle keep-alive
      connections (bench/idle.py, on CPU 1) before measuring, and reads the server's RSS.
+     The unix and proxy cases put HAProxy (on CPU 1) between wrk and the server.
      Peak RSS (VmHWM) is read at the end of each measured run. In the flask and django cases
      an "app alone" row (bench/alone.py) calls the app in a loop on CPU 0, with no server.
   3. print a table per case (median req/s, bytes/s, median p50/p99 latency, errors, CPU,
@@ -121,7 +123,14 @@ class Case:
     reference: str = REFERENCE  # the server the ratio column divides by
     skip_servers: FrozenSet[str] = frozenset()
     notes: List[str] = field(default_factory=list)  # printed under the table
+    # HAProxy between wrk and the server (see Front): "unix" (TCP in, the server's unix
+    # socket out) or "proxy" (HTTP, the client's address passed on with the PROXY protocol
+    # or X-Forwarded-For); "" for none.
+    front: str = ""
 
+
+# Servers without the unix socket and proxy options the fronted cases use.
+FRONTLESS = frozenset({"granian", "gunicorn sync", "gunicorn gthread", "pyruvate"})
 
 CASES: List[Case] = [
     Case(
@@ -253,6 +262,35 @@ CASES: List[Case] = [
         ceiling=False,
     ),
     Case(
+        name="unix",
+        title="Plaintext hello world over a unix socket (through HAProxy), keep-alive",
+        app="plaintext",
+        load="`GET /` → 13-byte body; wrk → HAProxy (`mode tcp`, on wrk's CPU) → the "
+             "server's `unix_socket`",
+        expect_body=b"Hello, world!",
+        ceiling=False,
+        skip_servers=FRONTLESS,
+        front="unix",
+        notes=["wrk cannot connect to a unix socket: HAProxy in `mode tcp` relays each of "
+               "wrk's connections to one connection on the server's socket, on the client CPU "
+               "(its CPU in the HAProxy CPU column). The same relay for both servers; a row "
+               "whose wrk + HAProxy CPU nears 100% is limited by them (compare CPU/req)."],
+    ),
+    Case(
+        name="proxy",
+        title="Plaintext hello world behind HAProxy passing the client's address, keep-alive",
+        app="plaintext",
+        load="`GET /` → 13-byte body; wrk → HAProxy (`mode http`, on wrk's CPU) → the "
+             "server, with `send-proxy` to `proxy_protocol=True` (maitre) or `option "
+             "forwardfor` to `trusted_proxy_headers=\"x-forwarded-for\"` (maitre xff, waitress)",
+        expect_body=b"Hello, world!",
+        ceiling=False,
+        skip_servers=FRONTLESS,
+        front="proxy",
+        notes=["HAProxy runs on the client CPU (its CPU in the HAProxy CPU column); a row "
+               "whose wrk + HAProxy CPU nears 100% is limited by them (compare CPU/req)."],
+    ),
+    Case(
         name="flask",
         title="Flask JSON view, keep-alive",
         app="flask_json",
@@ -308,6 +346,10 @@ class Launch:
     port: int
     threads: int
     many: bool  # raise connection limits and backlog (the idle case)
+    unix: str = ""  # listen on this unix socket instead of the port (the unix case)
+    # Behind HAProxy in the proxy case: "protocol" (the PROXY protocol) or "xff"
+    # (X-Forwarded-For from a trusted proxy).
+    proxy: str = ""
     metrics_port: Optional[int] = None  # maitre's metrics endpoint, scraped during the run
 
 
@@ -333,6 +375,9 @@ class Server:
     note: str = ""  # one line in the report's server list
     # Serves a metrics endpoint that the harness scrapes once a second (see Scraper).
     scrape: bool = False
+    # In the proxy case, takes the address from X-Forwarded-For although it can read the
+    # PROXY protocol (maitre xff).
+    xff: bool = False
 
     def family(self) -> str:
         return self.name.split(" ")[0]
@@ -355,6 +400,10 @@ def _launcher(server: str, workers: int = 0, access_log: bool = False
                "--host", HOST, "--port", str(l.port), "--threads", str(l.threads)]
         if l.many:
             out += ["--connection-limit", str(CONNECTION_LIMIT), "--backlog", str(BACKLOG)]
+        if l.unix:
+            out += ["--unix-socket", l.unix]
+        if l.proxy:
+            out += ["--proxy", l.proxy]
         if workers:
             out += ["--workers", str(workers)]
         if l.metrics_port:
@@ -398,6 +447,17 @@ def _alone_argv(l: Launch) -> List[str]:
     return [VENV_PY, os.path.join(BENCH, "alone.py"), "--app", l.case.app, "--path", l.case.path]
 
 
+def _fronted(l: Launch) -> str:
+    """The serve() arguments of the fronted cases, for the report."""
+    if l.unix:
+        return ", unix_socket=PATH"
+    if l.proxy == "protocol":
+        return ", proxy_protocol=True, trusted_proxy=\"127.0.0.1\""
+    if l.proxy == "xff":
+        return ", trusted_proxy=\"127.0.0.1\", trusted_proxy_headers=\"x-forwarded-for\""
+    return ""
+
+
 def _pkg_version(dist: str) -> Callable[[], str]:
     cache: Dict[str, str] = {}
 
@@ -424,8 +484,11 @@ SERVERS: List[Server] = [
     Server("maitre", _launcher("maitre"),
            lambda l: f"`serve(app, threads={l.threads}"
                      + (f", connection_limit={CONNECTION_LIMIT}, backlog={BACKLOG}" if l.many
-                        else "") + ")`",
+                        else "") + _fronted(l) + ")`",
            _pkg_version("maitre")),
+    Server("maitre xff", _launcher("maitre"),
+           lambda l: f"`serve(app, threads={l.threads}{_fronted(l)})`", _pkg_version("maitre"),
+           only_cases=frozenset({"proxy"}), xff=True),
     Server("maitre t1", _launcher("maitre"),
            lambda l: f"`serve(app, threads={l.threads})`", _pkg_version("maitre"),
            threads=1, only_cases=frozenset({"sleep10"})),
@@ -446,7 +509,7 @@ SERVERS: List[Server] = [
     Server("waitress", _launcher("waitress"),
            lambda l: f"`serve(app, threads={l.threads}"
                      + (f", connection_limit={CONNECTION_LIMIT}, backlog={BACKLOG}, "
-                        "asyncore_use_poll=True" if l.many else "") + ")`",
+                        "asyncore_use_poll=True" if l.many else "") + _fronted(l) + ")`",
            _pkg_version("waitress"), pypi=["waitress"]),
     Server("granian", _granian_argv,
            lambda l: f"`--interface wsgi --http 1 --workers 1 --runtime-threads 1 "
@@ -539,11 +602,17 @@ def root_prefix() -> List[str]:
     sys.exit("wrk is missing and we are not root (and there is no sudo): install wrk first")
 
 
-def ensure_tools(pin: bool) -> None:
+def haproxy_binary() -> Optional[str]:
+    # Debian puts it in /usr/sbin, which a user's PATH may lack.
+    return shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin:/usr/local/sbin")
+
+
+def ensure_tools(pin: bool, front: bool) -> None:
     missing = [t for t in (["wrk"] + (["taskset"] if pin else [])) if not shutil.which(t)]
+    missing += ["haproxy"] if front and not haproxy_binary() else []
     if not missing:
         return
-    pkgs = {"wrk": "wrk", "taskset": "util-linux"}
+    pkgs = {"wrk": "wrk", "taskset": "util-linux", "haproxy": "haproxy"}
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     sh(root_prefix() + ["apt-get", "update"], check=True, env=env)
     sh(root_prefix() + ["apt-get", "install", "-y"] + [pkgs[t] for t in missing], check=True, env=env)
@@ -647,20 +716,17 @@ def pinned(cpu: str, argv: List[str], pin: bool) -> List[str]:
     return ["taskset", "-c", cpu] + argv if pin else argv
 
 
-class Running:
-    def __init__(self, server: Server, case: Case, ctx: Ctx, pin: bool):
-        self.server = server
-        self.port = free_port()
-        os.makedirs(LOGS, exist_ok=True)
-        self.log_path = os.path.join(LOGS, f"{case.name}-{slug(server.name)}.log")
-        self.log_file = open(self.log_path, "wb")
-        self.launch = Launch(case, self.port, server_threads(server, case, ctx), case.idle > 0,
-                             free_port() if server.scrape else None)
-        argv = pinned(server.cpus(), server.argv(self.launch), pin)
+class Process:
+    """A command started in its own session (so that stopping it reaches every process it
+    started: granian's and gunicorn's workers), its output in a log file."""
+
+    def __init__(self, name: str, argv: List[str], log_path: str):
+        self.name = name
         self.argv = argv
-        log(f"start {server.name}: {shlex.join(argv)}")
-        # Own session, so that stopping it reaches every process it started (granian's and
-        # gunicorn's workers).
+        os.makedirs(LOGS, exist_ok=True)
+        self.log_path = log_path
+        self.log_file = open(self.log_path, "wb")
+        log(f"start {name}: {shlex.join(argv)}")
         self.proc = subprocess.Popen(argv, cwd=BENCH, stdout=self.log_file,
                                      stderr=subprocess.STDOUT, start_new_session=True,
                                      preexec_fn=raise_nofile)
@@ -670,31 +736,23 @@ class Running:
         with open(self.log_path, "rb") as f:
             return "\n".join(f.read().decode(errors="replace").splitlines()[-n:])
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
+    def wait_accepting(self, address, timeout: float = 30.0) -> None:
+        """Until `address` (a TCP (host, port) or a unix socket path) accepts a connection."""
+        family = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.server.name} exited with {self.proc.returncode}:\n"
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n"
                                    + self.log_tail())
             try:
-                socket.create_connection((HOST, self.port), timeout=0.5).close()
+                with socket.socket(family) as s:
+                    s.settimeout(0.5)
+                    s.connect(address)
                 return
             except OSError:
                 time.sleep(0.05)
-        raise RuntimeError(f"{self.server.name} did not accept on port {self.port} "
-                           f"within {timeout:.0f} s:\n" + self.log_tail())
-
-    def check(self, case: Case) -> None:
-        conn = http.client.HTTPConnection(HOST, self.port, timeout=10)
-        try:
-            conn.request(case.check_method, case.path, body=case.check_body)
-            resp = conn.getresponse()
-            body = resp.read()
-        finally:
-            conn.close()
-        if not body_ok(case, resp.status, body):
-            raise RuntimeError(f"{self.server.name}: unexpected response "
-                               f"{resp.status} {body[:80]!r} ({len(body)} bytes)")
+        raise RuntimeError(f"{self.name} did not accept on {address} within {timeout:.0f} s:\n"
+                           + self.log_tail())
 
     def session_pids(self) -> List[int]:
         pids = []
@@ -760,8 +818,79 @@ class Running:
             pass
         self.proc.wait()
         self.log_file.close()
-        log(f"stop {self.server.name}: {outcome}")
+        log(f"stop {self.name}: {outcome}")
         return outcome
+
+
+class Front(Process):
+    """HAProxy between wrk and the server (a case's `front`), pinned to the client CPUs: the
+    same relay, configuration and core for every server, so the rows differ by the server
+    only, and the server keeps its core to itself."""
+
+    def __init__(self, case: Case, server: str, forwardfor: bool, log_path: str, pin: bool):
+        self.port = free_port()
+        mode = "tcp" if case.front == "unix" else "http"
+        lines = ["global", "    maxconn 1000", "    nbthread 1", "defaults",
+                 f"    mode {mode}", "    timeout connect 5s", "    timeout client 120s",
+                 "    timeout server 120s", "frontend wrk", f"    bind {HOST}:{self.port}",
+                 "    default_backend server", "backend server"]
+        # One server connection per wrk connection, for every row, as in the unix case: with
+        # its default (http-reuse safe), HAProxy 2.6 behind send-proxy opens and resets a
+        # server connection per request once the first client connections have closed.
+        lines += ["    http-reuse never"] * (mode == "http")
+        lines += ["    option forwardfor"] * forwardfor + [f"    server s {server}"]
+        config = os.path.join(tmpdir(), f"haproxy-{self.port}.cfg")
+        with open(config, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        super().__init__("HAProxy", pinned(PIN.client, [haproxy_binary(), "-db", "-f", config],
+                                           pin),
+                         log_path)
+
+
+class Running(Process):
+    def __init__(self, server: Server, case: Case, ctx: Ctx, pin: bool):
+        self.server = server
+        self.pin = pin
+        # The port wrk and the check connect to: HAProxy's when the case has a front.
+        self.port = free_port()
+        self.front: Optional[Front] = None
+        unix = os.path.join(tmpdir(), f"{slug(server.name)}.sock") if case.front == "unix" else ""
+        proxy = ""
+        if case.front == "proxy":
+            proxy = "xff" if server.xff or server.family() != "maitre" else "protocol"
+        self.launch = Launch(case, self.port, server_threads(server, case, ctx), case.idle > 0,
+                             unix, proxy, free_port() if server.scrape else None)
+        super().__init__(server.name, pinned(server.cpus(), server.argv(self.launch), pin),
+                         os.path.join(LOGS, f"{case.name}-{slug(server.name)}.log"))
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        l = self.launch
+        self.wait_accepting(l.unix or (HOST, l.port), timeout)
+        if not l.case.front:
+            return
+        server = f"unix@{l.unix}" if l.unix else f"{HOST}:{l.port}"
+        server += " send-proxy" * (l.proxy == "protocol")
+        self.front = Front(l.case, server, l.proxy == "xff",
+                           self.log_path.replace(".log", "-haproxy.log"), self.pin)
+        self.port = self.front.port
+        self.front.wait_accepting((HOST, self.port), timeout)
+
+    def check(self, case: Case) -> None:
+        conn = http.client.HTTPConnection(HOST, self.port, timeout=10)
+        try:
+            conn.request(case.check_method, case.path, body=case.check_body)
+            resp = conn.getresponse()
+            body = resp.read()
+        finally:
+            conn.close()
+        if not body_ok(case, resp.status, body):
+            raise RuntimeError(f"{self.server.name}: unexpected response "
+                               f"{resp.status} {body[:80]!r} ({len(body)} bytes)")
+
+    def stop(self, grace: float = STOP_GRACE) -> str:
+        if self.front is not None:
+            self.front.stop()
+        return super().stop(grace)
 
 
 class IdleHolder:
@@ -848,13 +977,18 @@ _SCRIPTS: Dict[str, str] = {}
 _TMPDIR: Optional[str] = None
 
 
-def lua_script(case: Case) -> str:
-    """The case's wrk script, written once to a temp file (removed at exit)."""
+def tmpdir() -> str:
+    """A directory for wrk scripts, HAProxy configurations and unix sockets (removed at exit)."""
     global _TMPDIR
+    if _TMPDIR is None:
+        _TMPDIR = tempfile.mkdtemp(prefix="maitre-bench-")
+    return _TMPDIR
+
+
+def lua_script(case: Case) -> str:
+    """The case's wrk script, written once to a temp file."""
     if case.name not in _SCRIPTS:
-        if _TMPDIR is None:
-            _TMPDIR = tempfile.mkdtemp(prefix="maitre-bench-")
-        path = os.path.join(_TMPDIR, f"{case.name}.lua")
+        path = os.path.join(tmpdir(), f"{case.name}.lua")
         with open(path, "w") as f:
             f.write(case.lua or "")
         _SCRIPTS[case.name] = path
@@ -929,7 +1063,7 @@ def hold_idle(srv: Running, case: Case, pin: bool) -> tuple:
 
 def machine_cpu(run: dict, stat0: List[int], stat1: List[int], wall: float, own: float) -> None:
     """What the rest of the machine did during a run: CPU used by processes other than ours
-    (`own`: the server's and wrk's, in cores), steal, idle and interrupt time."""
+    (`own`: the server's, wrk's and HAProxy's, in cores), steal, idle and interrupt time."""
     d = [y - x for x, y in zip(stat0, stat1)]
     tick = os.sysconf("SC_CLK_TCK")
     run["other_cpu"] = max(0.0, (d[0] + d[1] + d[2]) / tick / wall - own)
@@ -946,7 +1080,9 @@ def log_round(rnd: int, a: argparse.Namespace, case: Case, server: Server, run: 
         + f", p50 {fmt_ms(run['latency_ms'].get('50'))}, "
         f"p99 {fmt_ms(run['latency_ms'].get('99'))}, errors {run['errors']}, "
         f"server CPU {run['server_cpu']:.0%} ({fmt_us(run['cpu_us_per_req'])}/req), "
-        f"wrk CPU {run['client_cpu']:.0%}, other CPU {run['other_cpu']:.0%}, "
+        f"wrk CPU {run['client_cpu']:.0%}, "
+        + (f"HAProxy CPU {run['front_cpu']:.0%}, " if "front_cpu" in run else "")
+        + f"other CPU {run['other_cpu']:.0%}, "
         f"peak RSS {fmt_mib(run['peak_rss'])}"
         + (f", idle held {idle['open_after_load']}" if idle is not None else ""))
 
@@ -1048,6 +1184,7 @@ def run_once(server: Server, case: Case, ctx: Ctx, a: argparse.Namespace, rnd: i
             if srv.proc.poll() is not None:
                 raise RuntimeError(f"{server.name} died while the idle connections were "
                                    "opened:\n" + srv.log_tail())
+        front0 = srv.front.cpu_seconds() if srv.front else 0.0
         cpu0, stat0, t0 = srv.cpu_seconds(), cpu_times(), time.monotonic()
         run = wrk(case, srv.port, a.duration, conns, pin_client)
         wall = time.monotonic() - t0
@@ -1058,7 +1195,10 @@ def run_once(server: Server, case: Case, ctx: Ctx, a: argparse.Namespace, rnd: i
         cpu = srv.cpu_seconds() - cpu0
         run["server_cpu"] = cpu / wall
         run["cpu_us_per_req"] = cpu / run["requests"] * 1e6 if run.get("requests") else None
-        machine_cpu(run, stat0, stat1, wall, run["server_cpu"] + run["client_cpu"])
+        if srv.front:
+            run["front_cpu"] = (srv.front.cpu_seconds() - front0) / wall
+        machine_cpu(run, stat0, stat1, wall,
+                    run["server_cpu"] + run["client_cpu"] + run.get("front_cpu", 0.0))
         if idle is not None:
             idle["open_after_load"] = holder.still_open()
             run["idle"] = idle
@@ -1136,6 +1276,8 @@ def aggregate(result: dict, case: Case) -> None:
     result["errors"] = sum(r["errors"] for r in runs)
     result["server_cpu"] = med(r["server_cpu"] for r in runs)
     result["client_cpu"] = med(r["client_cpu"] for r in runs)
+    if case.front:
+        result["front_cpu"] = med(r["front_cpu"] for r in runs)
     per_req = [r["cpu_us_per_req"] for r in runs if r.get("cpu_us_per_req") is not None]
     result["cpu_us_per_req"] = med(per_req) if per_req else None
     result["peak_rss"] = max(r["peak_rss"] for r in runs)  # the highest over the rounds
@@ -1235,6 +1377,7 @@ def columns(case: Case, all_results: Dict[str, List[dict]]) -> List[tuple]:
              ("errors", fmt_errors),
              ("server CPU", lambda r: f"{r['server_cpu']:.0%}"),
              ("wrk CPU", lambda r: "-" if r["server"] == ALONE else f"{r['client_cpu']:.0%}"),
+             *([("HAProxy CPU", lambda r: f"{r['front_cpu']:.0%}")] if case.front else []),
              ("CPU/req", lambda r: fmt_us(r.get("cpu_us_per_req"))),
              ("peak RSS", lambda r: fmt_mib(r.get("peak_rss")))]
     if case.idle:
@@ -1596,7 +1739,7 @@ def main(argv: List[str]) -> int:
     skipped: Dict[str, str] = {}  # could not be set up: the run fails
     pending: Dict[str, str] = {}  # not available yet (e.g. maitre w2): reported, not a failure
     if not a.no_setup:
-        ensure_tools(a.pin)
+        ensure_tools(a.pin, any(c.front for c in chosen_cases))
         skipped.update(ensure_venv(servers, install_maitre=not a.no_install))
         if any(s.is_ceiling for s in servers):
             problem = ensure_ceiling()

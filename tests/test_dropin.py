@@ -1,10 +1,7 @@
-"""What an app or a configuration moved from waitress relies on: the same environ (keys
-and values) for the same raw request, waitress's answers to odd requests, the option
-values waitress accepts, bind errors with their errno, and log_socket_errors.
-
-The differential cases send each raw request to maitre and to a real waitress serving the
-same app with the same options; the differences maitre keeps on purpose are listed in
-``DELIBERATE`` with their reasons (and in the README's "Migrating from waitress").
+"""What an app or a configuration moved from waitress relies on: REQUEST_URI, waitress's
+answer to a lowercase method, the option values waitress accepts, bind errors with their
+errno, and log_socket_errors. The same raw requests sent to both servers are in
+test_differential.py.
 """
 
 from __future__ import annotations
@@ -18,129 +15,7 @@ import pytest
 
 import maitre
 from conftest import Conn, connect, parse_responses, raw, wait_for
-from twins import CLIENT_PORT, SERVER_PORT, environ_app, exchange, twin_servers  # noqa: F401
-
-# Environ keys waitress sets that maitre does not, and why.
-DELIBERATE = {
-    # A waitress extension: a per-request callable, useful only with
-    # channel_request_lookahead, which maitre does not implement (no read-ahead).
-    "waitress.client_disconnected",
-}
-
-# Requests maitre answers differently on purpose: id -> (maitre's status, waitress's, why).
-DIFFERENT_STATUS = {
-    "raw-utf8-target": (200, 400, "PEP 3333 carries any byte as latin-1; clients that send "
-                        "raw UTF-8 paths keep working (waitress's urlsplit needs ASCII)"),
-    "asterisk-not-options": (400, 200, "RFC 9112 3.2.4: the asterisk-form is for OPTIONS only"),
-    "relative-target": (400, 200, "RFC 9112 3.2: a target in no form its method allows"),
-    "authority-not-connect": (400, 200, "RFC 9112 3.2.3: the authority-form is for CONNECT only"),
-    "invalid-host": (400, 200, "RFC 9110 7.2: an invalid Host value gets 400"),
-    "chunked-twice": (400, 200, "RFC 9112 6.1: chunked is applied once; a proxy may frame "
-                      "it differently"),
-    "long-request-line": (414, 200, "max_request_line (8190, as gunicorn's most)"),
-    "obs-fold": (400, 200, "RFC 9112 5.2: folded lines may be refused, and proxies unfold "
-                 "them differently (request smuggling)"),
-    "http11-no-host": (400, 200, "RFC 9112 3.2: an HTTP/1.1 request must carry Host"),
-}
-
-# Keys whose values must be the same for the same request.
-COMPARED = (
-    "REQUEST_METHOD", "PATH_INFO", "QUERY_STRING", "REQUEST_URI", "SCRIPT_NAME",
-    "SERVER_PROTOCOL", "SERVER_NAME", "SERVER_PORT", "REMOTE_ADDR", "REMOTE_HOST",
-    "REMOTE_PORT", "CONTENT_TYPE", "CONTENT_LENGTH", "wsgi.url_scheme",
-)
-
-BASE = {"server_name": "srv.invalid", "threads": 2}
-
-
-def req(line: str, *headers: str, body: bytes = b"") -> bytes:
-    version = line.rsplit(" ", 1)[-1]
-    lines = [line]
-    if version == "HTTP/1.1" and not any(h.lower().startswith("host:") for h in headers):
-        lines.append("Host: example.test")
-    lines += list(headers) + ["Connection: close"]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
-
-
-REQUESTS = [
-    pytest.param({}, req("GET / HTTP/1.1"), id="root"),
-    pytest.param({}, req("GET /a/b?x=1&y=2 HTTP/1.1"), id="query"),
-    pytest.param({}, req("GET /a%20b/%C3%A9?q=%20 HTTP/1.1"), id="percent"),
-    pytest.param({}, req("GET /a%2Fb%zz HTTP/1.1"), id="encoded-slash-bad-escape"),
-    pytest.param({}, req("GET //a//b?x HTTP/1.1"), id="leading-slashes"),
-    pytest.param({}, req("GET /%2F%2Fa HTTP/1.1"), id="encoded-leading-slashes"),
-    pytest.param({}, req("GET /a#frag HTTP/1.1"), id="fragment"),
-    pytest.param({}, req("GET /a?q=1#frag HTTP/1.1"), id="query-fragment"),
-    pytest.param({}, req("GET /a#f?x=1 HTTP/1.1"), id="question-mark-in-fragment"),
-    pytest.param({}, req("GET //a#f?x HTTP/1.1"), id="slashes-fragment"),
-    pytest.param({}, req("GET /? HTTP/1.1"), id="empty-query"),
-    pytest.param({}, req("GET http://example.com/p?q=1 HTTP/1.1"), id="absolute-form"),
-    pytest.param({}, req("GET http://example.com HTTP/1.1"), id="absolute-form-no-path"),
-    pytest.param({}, req("GET http://example.com?q HTTP/1.1"), id="absolute-form-query"),
-    pytest.param({}, req("OPTIONS * HTTP/1.1"), id="asterisk"),
-    pytest.param({}, req("HEAD / HTTP/1.1"), id="head"),
-    pytest.param({}, req("PROPFIND /dav HTTP/1.1"), id="extension-method"),
-    pytest.param({}, req("M-SEARCH /upnp HTTP/1.1"), id="method-with-dash"),
-    pytest.param({}, req("M-SEARCH * HTTP/1.1"), id="asterisk-not-options"),
-    pytest.param({}, req("GET foo HTTP/1.1"), id="relative-target"),
-    pytest.param({}, req("GET example.test:80 HTTP/1.1"), id="authority-not-connect"),
-    pytest.param({}, req("GET / HTTP/1.1", "Host: a b"), id="invalid-host"),
-    pytest.param({}, req("POST /p HTTP/1.1", "Transfer-Encoding: chunked, chunked",
-                         body=b"5\r\nhello\r\n0\r\n\r\n"), id="chunked-twice"),
-    pytest.param({}, req("GET /" + "a" * 8200 + " HTTP/1.1"), id="long-request-line"),
-    pytest.param({}, req("get / HTTP/1.1"), id="lowercase-method-400"),
-    pytest.param({}, req("Get / HTTP/1.1"), id="mixed-case-method-400"),
-    pytest.param({}, req("POST /p HTTP/1.1", "Content-Type: text/plain", "Content-Length: 5",
-                         body=b"hello"), id="post-length"),
-    pytest.param({}, req("POST /p HTTP/1.1", "Transfer-Encoding: chunked",
-                         body=b"5\r\nhello\r\n0\r\n\r\n"), id="post-chunked"),
-    pytest.param({}, req("GET / HTTP/1.0"), id="http10-no-host"),
-    pytest.param({}, req("GET / HTTP/1.1", "Accept: a", "accept: b", "ACCEPT: c"),
-                 id="repeated-header"),
-    pytest.param({}, req("GET / HTTP/1.1", "X_Under: 1", "X-Dash: 2"), id="underscore-dropped"),
-    pytest.param({}, req("GET / HTTP/1.1", "X-Empty:", "X-Spaces:   v  "), id="empty-and-padded"),
-    pytest.param({}, req("GET / HTTP/1.1", "X-Latin: caf\xe9"), id="latin1-value"),
-    pytest.param({}, req("GET / HTTP/1.1", "Cookie: a=1", "Cookie: b=2"), id="cookies"),
-    pytest.param({}, req("GET / HTTP/1.1", "X-Forwarded-For: 1.2.3.4", "Forwarded: for=x"),
-                 id="proxy-headers-cleared"),
-    pytest.param({}, req("GET / HTTP/1.1", "Content-Type: application/json"), id="content-type"),
-    pytest.param({"url_prefix": "/app"}, req("GET /app/x?q HTTP/1.1"), id="prefix-path"),
-    pytest.param({"url_prefix": "/app"}, req("GET /app HTTP/1.1"), id="prefix-exact"),
-    pytest.param({"url_prefix": "/app"}, req("GET /application HTTP/1.1"), id="prefix-longer"),
-    pytest.param({"url_prefix": "/app"}, req("GET /other HTTP/1.1"), id="prefix-outside"),
-    pytest.param({"url_scheme": "https"}, req("GET / HTTP/1.1"), id="url-scheme"),
-    pytest.param({"trusted_proxy": "127.0.0.1", "trusted_proxy_headers": "x-forwarded-for"},
-                 req("GET / HTTP/1.1", "X-Forwarded-For: 192.0.2.1"), id="proxied"),
-    pytest.param({}, b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
-                 id="raw-utf8-target"),
-    pytest.param({}, req("POST / HTTP/1.1", "Transfer-Encoding: gzip"),
-                 id="unknown-transfer-coding"),
-    pytest.param({}, req("GET / HTTP/1.1", "X-A: 1", " folded"), id="obs-fold"),
-    pytest.param({}, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n", id="http11-no-host"),
-]
-
-
-@pytest.mark.parametrize("options, data", REQUESTS)
-def test_same_environ_as_waitress(request, twin_servers, options, data):
-    maitre_port, waitress_port = twin_servers(**BASE, **options)
-    if waitress_port is None:
-        pytest.skip("waitress is not installed")
-    got = exchange(maitre_port, data)
-    twin = exchange(waitress_port, data)
-    different = DIFFERENT_STATUS.get(request.node.callspec.id)
-    if different:
-        assert (got.status, twin.status) == different[:2]
-        return
-    assert got.status == twin.status, (got.body, twin.body)
-    if got.status != 200:
-        return
-    assert set(got.keys) == set(twin.keys) - DELIBERATE
-    for key in COMPARED:
-        assert got[key] == twin[key], (key, got.env, twin.env)
-    http = sorted(k for k in twin.env if k.startswith("HTTP_"))
-    assert sorted(k for k in got.env if k.startswith("HTTP_")) == http
-    for key in http:
-        assert got[key] == twin[key], key
+from twins import environ_app, exchange, req
 
 
 def test_request_uri_and_fragment(serve):
