@@ -5,11 +5,9 @@ use std::os::fd::BorrowedFd;
 #[cfg(unix)]
 use std::sync::Arc;
 
-use mio::event::Source;
 use mio::net::TcpListener;
 #[cfg(unix)]
 use mio::net::UnixListener;
-use mio::{Interest, Registry, Token};
 use pyo3::IntoPyObject;
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -218,29 +216,7 @@ impl Listener {
     }
 }
 
-impl Source for ListenSocket {
-    fn register(
-        &mut self,
-        registry: &Registry,
-        token: Token,
-        interests: Interest,
-    ) -> io::Result<()> {
-        each!(ListenSocket, self, l => l.register(registry, token, interests))
-    }
-
-    fn reregister(
-        &mut self,
-        registry: &Registry,
-        token: Token,
-        interests: Interest,
-    ) -> io::Result<()> {
-        each!(ListenSocket, self, l => l.reregister(registry, token, interests))
-    }
-
-    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
-        each!(ListenSocket, self, l => l.deregister(registry))
-    }
-}
+delegate_source!(ListenSocket);
 
 /// Removes the socket file at `path` when no server listens on it any more
 /// (connecting is refused). Anything else is left for `bind` to report: a

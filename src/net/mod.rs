@@ -16,6 +16,35 @@ macro_rules! each {
     };
 }
 
+/// `mio::event::Source` for such an enum: registration goes to the socket inside.
+macro_rules! delegate_source {
+    ($ty:ident) => {
+        impl mio::event::Source for $ty {
+            fn register(
+                &mut self,
+                registry: &mio::Registry,
+                token: mio::Token,
+                interests: mio::Interest,
+            ) -> std::io::Result<()> {
+                each!($ty, self, s => s.register(registry, token, interests))
+            }
+
+            fn reregister(
+                &mut self,
+                registry: &mio::Registry,
+                token: mio::Token,
+                interests: mio::Interest,
+            ) -> std::io::Result<()> {
+                each!($ty, self, s => s.reregister(registry, token, interests))
+            }
+
+            fn deregister(&mut self, registry: &mio::Registry) -> std::io::Result<()> {
+                each!($ty, self, s => s.deregister(registry))
+            }
+        }
+    };
+}
+
 pub mod listener;
 pub mod stream;
 

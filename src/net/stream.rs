@@ -5,11 +5,9 @@
 use std::io::{self, IoSlice, Read, Write};
 use std::net::Shutdown;
 
-use mio::event::Source;
 use mio::net::TcpStream;
 #[cfg(unix)]
 use mio::net::UnixStream;
-use mio::{Interest, Registry, Token};
 use socket2::SockRef;
 
 use crate::conn::Sink;
@@ -68,26 +66,4 @@ impl std::os::fd::AsRawFd for Stream {
     }
 }
 
-impl Source for Stream {
-    fn register(
-        &mut self,
-        registry: &Registry,
-        token: Token,
-        interests: Interest,
-    ) -> io::Result<()> {
-        each!(Stream, self, s => s.register(registry, token, interests))
-    }
-
-    fn reregister(
-        &mut self,
-        registry: &Registry,
-        token: Token,
-        interests: Interest,
-    ) -> io::Result<()> {
-        each!(Stream, self, s => s.reregister(registry, token, interests))
-    }
-
-    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
-        each!(Stream, self, s => s.deregister(registry))
-    }
-}
+delegate_source!(Stream);
