@@ -36,7 +36,8 @@ HEAD_BODY = ("waitress sends the app's body after a HEAD response, which the cli
              "the start of the next response; RFC 9110 9.3.2: a HEAD response has no body")
 SMUGGLING = ("RFC 9112 6.1/6.3: framing the client and a proxy in front can read two ways "
              "(request smuggling) is refused, and the connection closed")
-VERSION = "maitre speaks HTTP/1.0 and HTTP/1.1 only and refuses any other version"
+VERSION = ("maitre speaks HTTP/1.0 and HTTP/1.1: another major version gets 505 (RFC 9110 "
+           "15.6.6), a request line without a version 400")
 TARGET_FORM = ("RFC 9112 3.2: each request-target form goes with its methods (asterisk with "
                "OPTIONS, authority with CONNECT, else a path or an absolute URL)")
 
@@ -56,8 +57,9 @@ DIFFERENT = {
                        "RFC 9112 3.2: an HTTP/1.1 request must carry Host"),
     "two-hosts": ("400 length close; closed", "200 length close; closed",
                   "RFC 9112 3.2: a request with several Host lines must be answered 400"),
-    "version-2": ("400 length close; closed", "200 length close; closed", VERSION),
-    "version-1.2": ("400 length close; closed", "200 length close; closed", VERSION),
+    "version-2": ("505 length close; closed", "200 length close; closed", VERSION),
+    "version-1.2": ("400 length close; closed", "200 length close; closed",
+                    "RFC 9110 2.5: a later 1.x is served as 1.1, whose rules require Host"),
     "no-version": ("400 length close; closed", "200 length close; closed", VERSION),
     "method-with-dash": ("400 length close; closed", "200 length close; closed", TARGET_FORM),
     "get-asterisk": ("400 length close; closed", "200 length close; closed", TARGET_FORM),

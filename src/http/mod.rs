@@ -62,6 +62,8 @@ pub enum RequestError {
     Stopping,
     /// 408: the request head did not arrive within header_timeout.
     HeadTimeout,
+    /// 505: a major HTTP version other than 1 (HTTP/2.0, HTTP/3.0).
+    VersionNotSupported,
 }
 
 impl RequestError {
@@ -77,6 +79,7 @@ impl RequestError {
             RequestError::Internal(_) => (500, "Internal Server Error"),
             RequestError::Stopping => (503, "Service Unavailable"),
             RequestError::HeadTimeout => (408, "Request Timeout"),
+            RequestError::VersionNotSupported => (505, "HTTP Version Not Supported"),
         }
     }
 
@@ -93,6 +96,7 @@ impl RequestError {
             RequestError::BodyTooLarge => "the request body exceeds max_request_body_size",
             RequestError::Stopping => "the server is stopping",
             RequestError::HeadTimeout => "the request head did not arrive within header_timeout",
+            RequestError::VersionNotSupported => "maitre speaks HTTP/1.0 and HTTP/1.1",
         }
     }
 }
@@ -110,6 +114,7 @@ mod tests {
             (RequestError::TooManyHeaders, 431),
             (RequestError::NotImplemented("x"), 501),
             (RequestError::BodyTooLarge, 413),
+            (RequestError::VersionNotSupported, 505),
         ] {
             assert_eq!(e.status().0, code, "{e:?}");
             assert!(!e.detail().is_empty());

@@ -102,6 +102,36 @@ impl RequestHead {
     }
 }
 
+/// A request line whose version httparse refused: RFC 9110 2.5 says a later
+/// HTTP/1.x minor version is answered as the highest 1.x the server speaks
+/// (1.1), and another major version gets 505; anything else is malformed.
+fn newer_version(
+    buf: &[u8],
+    limits: &HeadLimits,
+    path: Option<&str>,
+) -> Result<Option<(RequestHead, usize)>, RequestError> {
+    let at = match path {
+        Some(path) => Span::within(buf, path.as_bytes()).end as usize + 1,
+        None => return Err(RequestError::BadRequest("malformed request line")),
+    };
+    match buf.get(at..).unwrap_or_default() {
+        [b'H', b'T', b'T', b'P', b'/', b'1', b'.', minor, rest @ ..]
+            if (b'2'..=b'9').contains(minor) && !rest.first().is_some_and(u8::is_ascii_digit) =>
+        {
+            // Only the minor digit changes, so every span and length holds.
+            let mut as_11 = buf.to_vec();
+            as_11[at + 7] = b'1';
+            parse_head(&as_11, limits)
+        }
+        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor, ..]
+            if (b'2'..=b'9').contains(major) && minor.is_ascii_digit() =>
+        {
+            Err(RequestError::VersionNotSupported)
+        }
+        _ => Err(RequestError::BadRequest("unsupported HTTP version")),
+    }
+}
+
 /// Bytes per header in `RequestHead::buf`'s table.
 const ENTRY: usize = 16;
 
@@ -137,9 +167,7 @@ pub fn parse_head(
             return Err(RequestError::TooManyHeaders)
         }
         Err(httparse::Error::TooManyHeaders) => return Err(RequestError::HeaderTooLarge),
-        Err(httparse::Error::Version) => {
-            return Err(RequestError::BadRequest("unsupported HTTP version"))
-        }
+        Err(httparse::Error::Version) => return newer_version(buf, limits, req.path),
         Err(_) => return Err(RequestError::BadRequest("malformed request head")),
     };
     // The request line is the method, the target, and 9 bytes: its length
@@ -545,7 +573,6 @@ mod tests {
             "GET / HTTP/1.1\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
             "GARBAGE\r\n\r\n",
-            "GET / HTTP/2.0\r\n\r\n",
             "get / HTTP/1.1\r\nHost: x\r\n\r\n",
             "Get / HTTP/1.1\r\nHost: x\r\n\r\n",
             "M-search * HTTP/1.1\r\nHost: x\r\n\r\n",
@@ -585,6 +612,42 @@ mod tests {
     }
 
     #[test]
+    fn later_minor_versions_are_11_and_other_majors_505() {
+        for line in ["HTTP/1.2", "HTTP/1.9"] {
+            let req = format!("GET /a HTTP/{}\r\nHost: x\r\n\r\n", &line[5..]);
+            let h = ok(&req);
+            assert_eq!((h.version, h.keep_alive), (Version::Http11, true), "{line}");
+            assert_eq!(h.target(), b"/a");
+            // Still HTTP/1.1's rules: Host is required.
+            assert!(matches!(
+                bad("GET / HTTP/1.2\r\n\r\n"),
+                RequestError::BadRequest(_)
+            ));
+            // Arriving byte by byte, it waits for the rest like any head.
+            assert!(parse("GET / HTTP/1.2").unwrap().is_none());
+            assert!(parse("GET / HTTP/1.2\r\nHo").unwrap().is_none());
+        }
+        for req in [
+            "GET / HTTP/2.0\r\n\r\n",
+            "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            "GET / HTTP/3.1\r\n",
+        ] {
+            assert!(
+                matches!(bad(req), RequestError::VersionNotSupported),
+                "{req:?}"
+            );
+        }
+        for req in [
+            "GET / HTTP/1.2x\r\nHost: x\r\n\r\n",
+            "GET / HTTP/1.23\r\n\r\n",
+            "GET / HTTP/0.9\r\n\r\n",
+            "GET / HTTP/2\r\n\r\n",
+        ] {
+            assert!(matches!(bad(req), RequestError::BadRequest(_)), "{req:?}");
+        }
+    }
+
+    #[test]
     fn request_line_grammar() {
         all_400(&[
             b"GET  / HTTP/1.1\r\nHost: x\r\n\r\n",
@@ -596,7 +659,6 @@ mod tests {
             b"GET / HTTP/1.1 x\r\nHost: x\r\n\r\n",
             b"GET /a b HTTP/1.1\r\nHost: x\r\n\r\n",
             b"GET / http/1.1\r\nHost: x\r\n\r\n",
-            b"GET / HTTP/1.2\r\nHost: x\r\n\r\n",
             b"GET / HTTP/0.9\r\nHost: x\r\n\r\n",
             b"GET / HTTP/1.10\r\nHost: x\r\n\r\n",
             b"GET / HTTP/11\r\nHost: x\r\n\r\n",

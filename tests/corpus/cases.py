@@ -155,8 +155,13 @@ refused("nul-in-target", req("GET /a\x00b HTTP/1.1"), "RFC 9110 5.5: NUL")
 refused("del-in-target", req("GET /a\x7fb HTTP/1.1"), "RFC 3986 2: not a URI character")
 refused("control-in-target", req("GET /a\x01b HTTP/1.1"), "RFC 3986 2")
 refused("lowercase-version", req("GET / http/1.1"), "RFC 9112 2.3: HTTP-name is case-sensitive")
-refused("version-1-2", req("GET / HTTP/1.2", "Host: x"), "RFC 9112 2.3: maitre speaks 1.0 and 1.1")
-refused("version-2", req("GET / HTTP/2.0", "Host: x"), "RFC 9112 2.3")
+ok("version-1-2", req("GET / HTTP/1.2", "Host: x"))  # RFC 9110 2.5: answered as 1.1
+refused("version-1-2-no-host", req("GET / HTTP/1.2"), "RFC 9110 2.5: 1.1's rules, so Host "
+        "is required")
+refused("version-2", req("GET / HTTP/2.0", "Host: x"), "RFC 9110 15.6.6: another major "
+        "version", 505)
+refused("http2-preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "RFC 9113 3.4: prior "
+        "knowledge HTTP/2 to an HTTP/1.1 server", 505)
 refused("version-0-9", b"GET /\r\n\r\n", "RFC 9112 2.3: no HTTP/0.9")
 refused("version-garbage", req("GET / HTTP/1.1x"), "RFC 9112 3")
 refused("lowercase-method", req("get / HTTP/1.1"), "RFC 9110 9.1: methods are case-sensitive "
