@@ -5,6 +5,7 @@ pub mod config;
 pub mod conn;
 pub mod engine;
 pub mod event_loop;
+pub mod handoff;
 pub mod http;
 pub mod net;
 pub mod os;
