@@ -1,6 +1,7 @@
 //! maitre's engine. The Python module `maitre._maitre` exposes `Engine` (and
 //! the WSGI helper classes); everything else is internal.
 
+pub mod access_log;
 pub mod config;
 pub mod conn;
 pub mod engine;

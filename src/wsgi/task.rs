@@ -10,6 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::{IntoPyDict, PyBytes, PyDict, PyList, PyTuple};
 use smallvec::SmallVec;
 
+use crate::access_log::{AccessFormat, Entry};
 use crate::handoff::{
     Completion, Job, JobBody, Kind, OutputLimits, Pieces, RequestId, WorkerShared,
 };
@@ -19,7 +20,6 @@ use crate::http::RequestError;
 use crate::net::Peer;
 use crate::stats::{decr, incr};
 
-use super::access_log::{AccessFormat, Entry};
 use super::environ::{self, Built, RequestMeta};
 use super::file_wrapper::FileWrapper;
 use super::input::InputStream;
