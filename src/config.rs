@@ -9,9 +9,9 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+use crate::access_log::{AccessFormat, COMBINED};
 use crate::http::parse::HeadLimits;
 use crate::http::proxy::{HeaderSet, ProxyConfig, ProxyHeader, ALL_HEADERS};
-use crate::wsgi::access_log::{AccessFormat, COMBINED};
 
 /// A `listen` entry: a TCP address, or a Unix socket's path.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -15,14 +15,14 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::config::{Config, ListenAddr};
-use crate::event_loop::{Control, EventLoop, WAKER};
+use crate::event_loop::{EventLoop, WAKER};
+use crate::handoff::queue;
+use crate::handoff::{Control, Garbage, LoopHandle, LoopWaker, WorkerLink, WorkerShared};
 use crate::net::listener::{self, Listener, Port};
 use crate::stats::listen::{self, ListenViews};
 use crate::stats::report::Reporter;
 use crate::stats::{LoopStats, Region, StatsHandle};
-use crate::workers::pool::{self, WorkerShared};
-use crate::workers::queue;
-use crate::workers::{Garbage, LoopHandle, LoopWaker, WorkerLink};
+use crate::workers;
 
 /// How long a stopped server waits for its worker threads to leave: an idle
 /// one leaves at once when the loop drops the job queue; one still in the app
@@ -386,7 +386,7 @@ impl Engine {
             },
         });
         let mut threads = self.threads.lock();
-        threads.extend(pool::spawn(shared, self.cfg.threads)?);
+        threads.extend(workers::spawn(shared, self.cfg.threads)?);
         let finished = SetOnDrop(Arc::clone(&self.finished));
         threads.push(
             std::thread::Builder::new()

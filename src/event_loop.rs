@@ -3,7 +3,7 @@
 //! workers, writes their responses, and times out idle connections.
 
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,14 +11,14 @@ use crossbeam_channel::Receiver;
 use mio::{Events, Interest, Poll, Token};
 
 use crate::config::Config;
-use crate::conn::{Conn, ConnId, Ctx, Next};
+use crate::conn::{Conn, Ctx, Next};
+use crate::handoff::queue::JobSender;
+use crate::handoff::{Completion, ConnId, Control, Garbage, Job, WorkerLink};
 use crate::net::listener::Listener;
 use crate::stats::endpoint::Endpoint;
 use crate::stats::listen::ListenViews;
 use crate::stats::watch::Watch;
 use crate::stats::{decr, incr, Closed, LoopStats, StatsHandle};
-use crate::workers::queue::JobSender;
-use crate::workers::{Completion, Garbage, Job, LoopWaker, WorkerLink};
 
 pub const WAKER: Token = Token(usize::MAX);
 /// Bytes asked for per read of a request body (one buffer for the whole loop).
@@ -81,14 +81,6 @@ impl Slab {
     fn ids(&self) -> Vec<ConnId> {
         self.entries.iter().flatten().map(|c| c.id).collect()
     }
-}
-
-/// Shared between the loop and `Engine::close`.
-pub struct Control {
-    pub waker: Arc<LoopWaker>,
-    /// Set by `Engine::close`; workers read it too, so responses that start
-    /// during the drain carry `Connection: close`.
-    pub stop: AtomicBool,
 }
 
 pub struct EventLoop {

@@ -1,10 +1,12 @@
 //! maitre's engine. The Python module `maitre._maitre` exposes `Engine` (and
 //! the WSGI helper classes); everything else is internal.
 
+pub mod access_log;
 pub mod config;
 pub mod conn;
 pub mod engine;
 pub mod event_loop;
+pub mod handoff;
 pub mod http;
 pub mod net;
 pub mod os;

@@ -5,17 +5,16 @@
 
 mod outbuf;
 
-pub use outbuf::Sink;
-
 use std::io::{self, Read};
 use std::net::Shutdown;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex};
-
 use crate::config::Config;
+use crate::handoff::queue::JobSender;
+use crate::handoff::{
+    Completion, ConnId, ConnShared, Job, JobBody, Kind, OutputLimits, Piece, RequestId,
+};
 use crate::http::body::{BodyDecoder, BodyReader, Spool};
 use crate::http::parse::{parse_head, BodyFraming, RequestHead};
 use crate::http::proxy_protocol::{self, Header};
@@ -24,170 +23,11 @@ use crate::http::{RequestError, Version};
 use crate::net::stream::Stream;
 use crate::net::{socket_error, Peer, ServerPort};
 use crate::stats::{add, incr, Closed, Stats};
-use crate::workers::queue::JobSender;
-use crate::workers::{Completion, Job, JobBody, Kind, Piece};
 use outbuf::OutBuffer;
-
-/// Identifies a connection across threads; the generation tells a reused slot
-/// from the connection a late completion was meant for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConnId {
-    pub index: u32,
-    pub generation: u32,
-}
-
-/// One request on one connection: `seq` counts the connection's requests.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RequestId {
-    pub conn: ConnId,
-    pub seq: u32,
-}
 
 /// How long a closing connection keeps reading (and dropping) what the client
 /// still sends, so our last response is not destroyed by a TCP reset.
 const LINGER: Duration = Duration::from_secs(2);
-
-/// How much unsent output a connection may hold before its worker waits:
-/// `outbuf_high_watermark` in all, of which `outbuf_overflow` in memory (the
-/// rest spilled to the loop's file), as waitress means the two options.
-#[derive(Clone, Copy, Debug)]
-pub struct OutputLimits {
-    pub watermark: usize,
-    pub in_memory: usize,
-}
-
-impl OutputLimits {
-    pub fn new(cfg: &Config) -> Self {
-        OutputLimits {
-            watermark: cfg.outbuf_high_watermark,
-            in_memory: cfg.outbuf_overflow,
-        }
-    }
-}
-
-/// The part of a connection a worker thread sees.
-pub struct ConnShared {
-    /// Response bytes handed to the loop but not yet written to the socket.
-    unsent: AtomicUsize,
-    /// Of those, handed over by a worker but not yet taken by the loop.
-    in_transit: AtomicUsize,
-    /// Of those, queued in the loop's memory (not spilled to its file).
-    queued_in_memory: AtomicUsize,
-    /// Threads waiting in `wait_room`: the loop wakes them only if any.
-    waiting: AtomicUsize,
-    closed: AtomicBool,
-    /// The seq of the last request whose response the loop has ended.
-    ended: AtomicU32,
-    state: Mutex<Option<Result<BodyReader, RequestError>>>,
-    cv: Condvar,
-}
-
-impl ConnShared {
-    fn new() -> Self {
-        ConnShared {
-            unsent: AtomicUsize::new(0),
-            in_transit: AtomicUsize::new(0),
-            queued_in_memory: AtomicUsize::new(0),
-            waiting: AtomicUsize::new(0),
-            closed: AtomicBool::new(false),
-            ended: AtomicU32::new(0),
-            state: Mutex::new(None),
-            cv: Condvar::new(),
-        }
-    }
-
-    pub fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
-    }
-
-    /// The loop has ended request `seq`'s response (completely or not): an
-    /// app thread still writing to it is told so.
-    pub fn request_ended(&self, seq: u32) -> bool {
-        // Seqs only grow (wrapping), one request at a time.
-        self.ended.load(Ordering::Acquire).wrapping_sub(seq) as i32 >= 0
-    }
-
-    /// A worker hands `n` response bytes to the loop.
-    pub fn hand_over(&self, n: usize) {
-        self.unsent.fetch_add(n, Ordering::SeqCst);
-        self.in_transit.fetch_add(n, Ordering::SeqCst);
-    }
-
-    /// The loop queues output of its own.
-    fn add_unsent(&self, n: usize) {
-        self.unsent.fetch_add(n, Ordering::SeqCst);
-    }
-
-    fn unsent(&self) -> usize {
-        self.unsent.load(Ordering::SeqCst)
-    }
-
-    fn in_memory(&self) -> usize {
-        self.in_transit.load(Ordering::SeqCst) + self.queued_in_memory.load(Ordering::SeqCst)
-    }
-
-    /// Over a limit: the worker must wait before handing over more.
-    pub fn full(&self, limits: OutputLimits) -> bool {
-        self.unsent() > limits.watermark || self.in_memory() > limits.in_memory
-    }
-
-    /// Room enough for a waiting worker to go on: half the memory allowance,
-    /// so it is not woken for every write.
-    fn roomy(&self, limits: OutputLimits) -> bool {
-        self.unsent() <= limits.watermark && self.in_memory() <= limits.in_memory / 2
-    }
-
-    /// The loop wrote `written` bytes, took `taken` bytes from the workers,
-    /// and now holds `in_memory` bytes unspilled; wakes waiting workers when
-    /// there is room.
-    fn progress(&self, written: usize, taken: usize, in_memory: usize, limits: OutputLimits) {
-        // SeqCst with `wait_room`'s: either it sees these counts, or this
-        // sees it waiting.
-        self.unsent.fetch_sub(written, Ordering::SeqCst);
-        self.in_transit.fetch_sub(taken, Ordering::SeqCst);
-        self.queued_in_memory.store(in_memory, Ordering::SeqCst);
-        if self.waiting.load(Ordering::SeqCst) > 0 && self.roomy(limits) {
-            let _guard = self.state.lock();
-            self.cv.notify_all();
-        }
-    }
-
-    /// Blocks until there is room for more output; false if the client went away.
-    pub fn wait_room(&self, limits: OutputLimits) -> bool {
-        let mut guard = self.state.lock();
-        self.waiting.fetch_add(1, Ordering::SeqCst);
-        while !self.roomy(limits) && !self.is_closed() {
-            self.cv.wait_for(&mut guard, Duration::from_millis(500));
-        }
-        self.waiting.fetch_sub(1, Ordering::SeqCst);
-        !self.is_closed()
-    }
-
-    fn deliver_body(&self, body: Result<BodyReader, RequestError>) {
-        *self.state.lock() = Some(body);
-        self.cv.notify_all();
-    }
-
-    /// Blocks until the loop has received the deferred body; `None` if the client went away.
-    pub fn wait_body(&self) -> Option<Result<BodyReader, RequestError>> {
-        let mut guard = self.state.lock();
-        loop {
-            if let Some(body) = guard.take() {
-                return Some(body);
-            }
-            if self.is_closed() {
-                return None;
-            }
-            self.cv.wait_for(&mut guard, Duration::from_millis(500));
-        }
-    }
-
-    fn close(&self) {
-        self.closed.store(true, Ordering::Release);
-        let _guard = self.state.lock();
-        self.cv.notify_all();
-    }
-}
 
 const BODY_NOT_BUFFERED: RequestError =
     RequestError::Internal("the request body could not be buffered");
@@ -377,7 +217,7 @@ impl Conn {
             id,
             peer,
             server_port,
-            shared: Arc::new(ConnShared::new()),
+            shared: Arc::new(ConnShared::default()),
             last_activity: Instant::now(),
             deadline: Some(Instant::now() + cfg.header_timeout),
             seq: 0,
@@ -523,7 +363,7 @@ impl Conn {
                 }
             }
             Kind::End { keep_alive } => {
-                self.shared.ended.store(self.seq, Ordering::Release);
+                self.shared.end_request(self.seq);
                 self.in_app = None;
                 let unread_body = matches!(self.phase, Phase::InFlight { body: Some(_), .. });
                 if !keep_alive || unread_body || ctx.stopping || self.read_closed {
@@ -534,7 +374,7 @@ impl Conn {
                 }
             }
             Kind::Abort => {
-                self.shared.ended.store(self.seq, Ordering::Release);
+                self.shared.end_request(self.seq);
                 self.in_app = None;
                 self.discard_input = true;
                 self.phase = Phase::Closing;
@@ -978,8 +818,8 @@ impl Conn {
 mod tests {
     //! The state machine over a real loopback socket pair, driven by hand.
     use super::*;
+    use crate::handoff::queue::JobReceiver;
     use crate::http::body::BodyReader;
-    use crate::workers::queue::JobReceiver;
     use smallvec::smallvec;
     use std::io::Write as _;
     use std::net::{TcpListener, TcpStream as StdStream};
@@ -1044,7 +884,7 @@ mod tests {
                 index: 0,
                 generation: 1,
             };
-            let (jobs_tx, jobs) = crate::workers::queue::channel();
+            let (jobs_tx, jobs) = crate::handoff::queue::channel();
             Rig {
                 conn: Conn::new(
                     Stream::Tcp(mio::net::TcpStream::from_std(server)),
@@ -1277,43 +1117,5 @@ mod tests {
             rig.jobs.try_recv().is_err(),
             "no request starts while stopping"
         );
-    }
-
-    #[test]
-    fn closing_wakes_waiting_workers() {
-        let limits = OutputLimits {
-            watermark: 5,
-            in_memory: 100,
-        };
-        let shared = Arc::new(ConnShared::new());
-        shared.hand_over(10);
-        assert!(shared.full(limits));
-        let s = Arc::clone(&shared);
-        let waiter = std::thread::spawn(move || s.wait_room(limits));
-        std::thread::sleep(Duration::from_millis(20));
-        shared.close();
-        assert!(!waiter.join().unwrap(), "reports the client gone");
-    }
-
-    /// Issue 18: a worker waits while more than `outbuf_overflow` of its
-    /// output is in memory, even under the watermark, and is woken once the
-    /// loop has taken and spilled or written it down to half of that.
-    #[test]
-    fn memory_over_outbuf_overflow_makes_the_worker_wait() {
-        let limits = OutputLimits {
-            watermark: 1000,
-            in_memory: 100,
-        };
-        let shared = Arc::new(ConnShared::new());
-        shared.hand_over(150);
-        assert!(shared.full(limits), "150 in transit, 100 allowed in memory");
-        let s = Arc::clone(&shared);
-        let waiter = std::thread::spawn(move || s.wait_room(limits));
-        std::thread::sleep(Duration::from_millis(20));
-        // Taken, 40 written, 110 spilled to the file: unsent 110 but none in memory.
-        shared.progress(40, 150, 0, limits);
-        assert!(waiter.join().unwrap());
-        assert!(!shared.full(limits));
-        assert_eq!(shared.unsent(), 110);
     }
 }

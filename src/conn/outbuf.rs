@@ -10,20 +10,9 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, IoSlice, Read, Seek, SeekFrom, Write};
 
-use crate::os::sendfile::FilePiece;
+use crate::handoff::{Piece, Pieces};
+use crate::net::stream::Sink;
 use crate::os::tempfile;
-use crate::workers::{Piece, Pieces};
-
-/// Where output goes: the client's socket, or in tests any writer.
-pub trait Sink: Write {
-    /// Sends what it takes of a file piece; returns the bytes sent.
-    fn send_file(&mut self, file: &mut FilePiece) -> io::Result<usize>
-    where
-        Self: Sized,
-    {
-        file.copy_to(self)
-    }
-}
 
 /// Bytes read back from the spill file per write attempt.
 const SPILL_READ: usize = 64 * 1024;

@@ -1,6 +1,7 @@
 //! A connection's socket: TCP, or on Unix a Unix domain socket. One enum
 //! rather than generics over the whole connection: the match per call costs
-//! a predictable branch, and TCP connections pay nothing else.
+//! a predictable branch, and TCP connections pay nothing else. `Sink` is what
+//! a connection's output is written to: this socket, or in tests any writer.
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::Shutdown;
@@ -10,8 +11,18 @@ use mio::net::TcpStream;
 use mio::net::UnixStream;
 use socket2::SockRef;
 
-use crate::conn::Sink;
 use crate::os::sendfile::FilePiece;
+
+/// Where output goes: the client's socket, or in tests any writer.
+pub trait Sink: Write {
+    /// Sends what it takes of a file piece; returns the bytes sent.
+    fn send_file(&mut self, file: &mut FilePiece) -> io::Result<usize>
+    where
+        Self: Sized,
+    {
+        file.copy_to(self)
+    }
+}
 
 #[derive(Debug)]
 pub enum Stream {

@@ -9,10 +9,9 @@ use pyo3::exceptions::{PyIOError, PyStopIteration};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
-use crate::conn::{ConnShared, RequestId};
+use crate::handoff::{Completion, ConnShared, Kind, LoopHandle, Pieces, RequestId};
 use crate::http::body::BodyReader;
 use crate::http::RequestError;
-use crate::workers::{Completion, Kind, LoopHandle, Pieces};
 
 enum Source {
     Ready(BodyReader),

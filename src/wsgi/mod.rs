@@ -1,7 +1,6 @@
 //! The Python side of a request (PEP 3333): the environ, `start_response` and
 //! `write`, `wsgi.input`, `wsgi.file_wrapper`, and the task that calls the app.
 
-pub mod access_log;
 pub mod environ;
 pub mod file_wrapper;
 pub mod input;

@@ -9,11 +9,12 @@ use pyo3::exceptions::{PyAssertionError, PyRuntimeError, PyTypeError, PyValueErr
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
 
-use crate::conn::{ConnShared, OutputLimits, RequestId};
+use crate::handoff::{
+    Completion, ConnShared, Kind, LoopHandle, OutputLimits, Piece, Pieces, PyBytesSlice, RequestId,
+};
 use crate::http::parse::parse_content_length;
 use crate::http::response::{RequestInfo, ResponseEncoder, ResponseHead};
 use crate::os::sendfile::FilePiece;
-use crate::workers::{Completion, Kind, LoopHandle, Piece, Pieces, PyBytesSlice};
 
 /// Headers an application must not send (PEP 3333); `Connection` is allowed
 /// so an app can ask for the connection to close.

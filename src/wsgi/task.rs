@@ -10,16 +10,16 @@ use pyo3::prelude::*;
 use pyo3::types::{IntoPyDict, PyBytes, PyDict, PyList, PyTuple};
 use smallvec::SmallVec;
 
-use crate::conn::{OutputLimits, RequestId};
+use crate::access_log::{AccessFormat, Entry};
+use crate::handoff::{
+    Completion, Job, JobBody, Kind, OutputLimits, Pieces, RequestId, WorkerShared,
+};
 use crate::http::parse::{BodyFraming, RequestHead};
 use crate::http::response::{simple_response, RequestInfo};
 use crate::http::RequestError;
 use crate::net::Peer;
 use crate::stats::{decr, incr};
-use crate::workers::pool::WorkerShared;
-use crate::workers::{Completion, Job, JobBody, Kind, Pieces};
 
-use super::access_log::{AccessFormat, Entry};
 use super::environ::{self, Built, RequestMeta};
 use super::file_wrapper::FileWrapper;
 use super::input::InputStream;

@@ -1,9 +1,14 @@
 //! The hand-off between the event loop and the Python worker threads: jobs go
 //! out over one crossbeam channel, completions come back over another, and a
-//! coalesced `mio::Waker` tells the loop there is something to collect.
+//! coalesced `mio::Waker` tells the loop there is something to collect. What
+//! both sides hold of a connection is in `conn_shared`. The loop (`conn`,
+//! `event_loop`) and the workers (`workers`, `wsgi`) each build on this; it
+//! knows neither.
 
-pub mod pool;
+mod conn_shared;
 pub mod queue;
+
+pub use conn_shared::{ConnId, ConnShared, OutputLimits, RequestId};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -15,12 +20,12 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use smallvec::SmallVec;
 
-use crate::conn::{ConnShared, RequestId};
-use crate::event_loop::Control;
+use crate::config::Config;
 use crate::http::body::BodyReader;
 use crate::http::parse::RequestHead;
 use crate::net::{Peer, ServerPort};
 use crate::os::sendfile::FilePiece;
+use crate::stats::StatsHandle;
 
 /// A complete request on its way to a worker.
 pub struct Job {
@@ -181,12 +186,29 @@ impl LoopWaker {
     }
 }
 
+/// Shared between the loop and `Engine::close`.
+pub struct Control {
+    pub waker: Arc<LoopWaker>,
+    /// Set by `Engine::close`; workers read it too, so responses that start
+    /// during the drain carry `Connection: close`.
+    pub stop: AtomicBool,
+}
+
 /// The loop's ends of the channels to and from the workers.
 pub struct WorkerLink {
     pub jobs: queue::JobSender<Job>,
     pub completions: Receiver<Completion>,
     /// The loop only looks whether any wait, to wake an idle worker for them.
     pub garbage: Garbage,
+}
+
+/// What every worker thread holds: the app, and the workers' ends of the channels.
+pub struct WorkerShared {
+    pub app: Py<PyAny>,
+    pub cfg: Arc<Config>,
+    pub stats: StatsHandle,
+    pub jobs: queue::JobReceiver<Job>,
+    pub handle: LoopHandle,
 }
 
 /// Response `bytes` objects the loop has written (or dropped), on their way

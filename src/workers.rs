@@ -1,7 +1,7 @@
 //! The pool of Python worker threads. Each is a Rust thread attached to the
 //! interpreter once for its whole life; it holds the GIL only while it runs
 //! Python and releases it to wait for work. A busy worker takes the next job
-//! without releasing the GIL or sleeping (see `queue`).
+//! without releasing the GIL or sleeping (see `handoff::queue`).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
@@ -10,20 +10,10 @@ use std::time::Instant;
 
 use pyo3::prelude::*;
 
-use crate::config::Config;
-use crate::stats::{incr, StatsHandle};
-use crate::workers::queue::JobReceiver;
-use crate::workers::{Completion, Job, Kind, LoopHandle, Pieces};
+use crate::handoff::{Completion, Kind, Pieces, WorkerShared};
+use crate::stats::incr;
 use crate::wsgi::task::Task;
 use crate::wsgi::WsgiContext;
-
-pub struct WorkerShared {
-    pub app: Py<PyAny>,
-    pub cfg: Arc<Config>,
-    pub stats: StatsHandle,
-    pub jobs: JobReceiver<Job>,
-    pub handle: LoopHandle,
-}
 
 pub fn spawn(shared: Arc<WorkerShared>, count: usize) -> std::io::Result<Vec<JoinHandle<()>>> {
     (0..count)
