@@ -469,17 +469,24 @@ def test_stats_count_connections_and_requests(serve):
 def test_event_loop_thread_is_sched_batch_and_workers_are_not(serve):
     # The loop must not preempt a worker when a response wakes it (see src/os/sched.rs).
     s = serve(simple_app, threads=2)
-    ping(s.port)  # the server is running: its threads exist
-    policies = {}
-    for tid in os.listdir("/proc/self/task"):
-        try:
-            with open(f"/proc/self/task/{tid}/stat") as f:
-                stat = f.read()
-        except FileNotFoundError:
-            continue
-        name = stat[stat.index("(") + 1:stat.rindex(")")]
-        if name.startswith("maitre-"):
-            fields = stat[stat.rindex(")") + 2:].split()
-            policies.setdefault(name, set()).add(int(fields[38]))
+    ping(s.port)
+    names = {"maitre-loop", "maitre-worker-0", "maitre-worker-1"}
+    # A thread names itself once it runs: an idle worker may not have yet.
+    deadline = time.monotonic() + 10
+    while True:
+        policies = {}
+        for tid in os.listdir("/proc/self/task"):
+            try:
+                with open(f"/proc/self/task/{tid}/stat") as f:
+                    stat = f.read()
+            except FileNotFoundError:
+                continue
+            name = stat[stat.index("(") + 1:stat.rindex(")")]
+            if name.startswith("maitre-"):
+                fields = stat[stat.rindex(")") + 2:].split()
+                policies.setdefault(name, set()).add(int(fields[38]))
+        if names <= set(policies) or time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
     assert 3 in policies["maitre-loop"], policies  # SCHED_BATCH
     assert policies["maitre-worker-0"] == {0} and policies["maitre-worker-1"] == {0}, policies
