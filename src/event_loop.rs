@@ -13,6 +13,7 @@ use mio::{Events, Interest, Poll, Token};
 use crate::config::Config;
 use crate::conn::{Conn, ConnId, Ctx, Next};
 use crate::net::listener::Listener;
+use crate::os::splice::Pipe;
 use crate::stats::endpoint::Endpoint;
 use crate::stats::listen::ListenViews;
 use crate::stats::watch::Watch;
@@ -21,7 +22,8 @@ use crate::workers::queue::JobSender;
 use crate::workers::{Completion, Garbage, Job, LoopWaker, WorkerLink};
 
 pub const WAKER: Token = Token(usize::MAX);
-/// Bytes asked for per read of a request body (one buffer for the whole loop).
+/// Bytes asked for per read of a request body (one buffer, and one pipe, for
+/// the whole loop).
 const BODY_READ: usize = 256 * 1024;
 const LISTENER_BASE: usize = usize::MAX - 1 - 1024;
 
@@ -107,6 +109,8 @@ pub struct EventLoop {
     control: Arc<Control>,
     scratch: Vec<u8>,
     bulk: Vec<u8>,
+    /// Moves bodies past `inbuf_overflow` from socket to file (none off Linux).
+    pipe: Option<Pipe>,
     /// Accepting is paused at `connection_limit` (or after EMFILE) until this clears.
     paused: bool,
     accept_retry_at: Option<Instant>,
@@ -163,6 +167,7 @@ impl EventLoop {
             conns: Slab::default(),
             scratch: vec![0; cfg.recv_bytes.max(4096)],
             bulk: vec![0; BODY_READ.max(cfg.recv_bytes)],
+            pipe: Pipe::new(BODY_READ),
             cfg,
             stats,
             views,
@@ -275,6 +280,7 @@ impl EventLoop {
             stats: &self.stats,
             scratch: &mut self.scratch,
             bulk: &mut self.bulk,
+            pipe: self.pipe.as_mut(),
             stopping: self.stopping_since.is_some(),
             now: self.now,
         };

@@ -326,6 +326,17 @@ impl Spool {
         Ok(())
     }
 
+    /// The temporary file once the body went there, for a caller that
+    /// appends to it itself (`os::splice`); count those bytes with `appended`.
+    pub fn file(&self) -> Option<&File> {
+        self.file.as_ref()
+    }
+
+    /// Takes `n` bytes appended to `file()` as received.
+    pub fn appended(&mut self, n: usize) {
+        self.len += n as u64;
+    }
+
     /// The room reserved in memory and not yet filled (empty unless made by
     /// `with_length`); mark what was written with `assume_filled`.
     pub fn spare(&mut self) -> &mut [MaybeUninit<u8>] {
