@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
+import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
+import threading
 import time
 
+import maitre
 import pytest
 
 from conftest import HOST, Conn, connect, parse_responses, read_until_close, recv_until, wait_for
@@ -148,6 +154,31 @@ def test_pipelined_uploads_keep_their_own_bytes(serve):
     assert responses[4].body == b"pong"
 
 
+@pytest.mark.skipif(not hasattr(socket, "AF_UNIX"), reason="no unix sockets")
+def test_uploads_past_the_spool_over_a_unix_socket():
+    """The same over a Unix socket, which the loop splices from too."""
+    sock_dir = tempfile.mkdtemp(prefix="mt-", dir="/tmp")  # short: sun_path
+    path = os.path.join(sock_dir, "up.sock")
+    server = maitre.create_server(app, unix_socket=path, inbuf_overflow=OVERFLOW)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        bodies = [pattern(3 * MiB, seed=5), pattern(MiB + 7, seed=6)]
+        data = (request("/odd", bodies[0]) + request("/odd", bodies[1])
+                + b"GET /odd HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(10)
+            s.connect(path)
+            s.sendall(data)
+            responses, rest = parse_responses(read_until_close(s, timeout=10))
+    finally:
+        server.close()
+        thread.join(5)
+        shutil.rmtree(sock_dir, ignore_errors=True)
+    assert rest == b""
+    assert [json.loads(r.body) for r in responses] == [whole(b) for b in bodies] + [whole(b"")]
+
+
 @pytest.mark.parametrize("mode", ["/readline", "/readlines", "/iter", "/mixed"])
 @pytest.mark.parametrize("is_chunked", [False, True], ids=["content-length", "chunked"])
 def test_lines_of_a_spooled_body(serve, mode, is_chunked):
@@ -197,9 +228,6 @@ def test_body_the_file_refuses_fails_alone(tmp_path):
     """A body the temporary file stops taking half way is a 500; what the
     loop had already taken from the socket for it must not reach the next
     body, which arrives whole."""
-    import os
-    import socket
-
     with socket.socket() as probe:
         probe.bind((HOST, 0))
         port = probe.getsockname()[1]

@@ -784,7 +784,13 @@ mod tests {
     #[test]
     fn file_reads_of_every_size_return_the_body_in_order() {
         let body: Vec<u8> = (0..300_000u32)
-            .map(|i| if i % 1000 == 999 { b'\n' } else { (i % 251) as u8 })
+            .map(|i| {
+                if i % 1000 == 999 {
+                    b'\n'
+                } else {
+                    (i % 251) as u8
+                }
+            })
             .collect();
         let mut s = Spool::new(1024);
         for piece in body.chunks(70_001) {
@@ -794,7 +800,11 @@ mod tests {
         let mut back = Vec::new();
         // Small reads go through the buffer, large ones past it, and a line
         // leaves bytes buffered for the read after it.
-        for (i, size) in [1, 7, 65_536, 3, 100_000, 65_537, 4095].iter().cycle().enumerate() {
+        for (i, size) in [1, 7, 65_536, 3, 100_000, 65_537, 4095]
+            .iter()
+            .cycle()
+            .enumerate()
+        {
             let piece = if i % 3 == 2 {
                 r.read_line(None).unwrap().into_owned()
             } else {
