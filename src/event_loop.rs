@@ -15,6 +15,7 @@ use crate::conn::{Conn, Ctx, Next};
 use crate::handoff::queue::JobSender;
 use crate::handoff::{Completion, ConnId, Control, Garbage, Job, WorkerLink};
 use crate::net::listener::Listener;
+use crate::os::splice::Pipe;
 use crate::stats::endpoint::Endpoint;
 use crate::stats::listen::ListenViews;
 use crate::stats::watch::Watch;
@@ -23,6 +24,11 @@ use crate::stats::{decr, incr, Closed, LoopStats, StatsHandle};
 pub const WAKER: Token = Token(usize::MAX);
 /// Bytes asked for per read of a request body (one buffer for the whole loop).
 const BODY_READ: usize = 256 * 1024;
+/// The loop's pipe for spooled bodies (`os::splice`): the most an unprivileged
+/// process gets by default (`/proc/sys/fs/pipe-max-size`). Against 256 KiB it
+/// cut the 20 MiB upload bench's server CPU per request by about 4%: a quarter
+/// of the splice calls.
+const PIPE_SIZE: usize = 1 << 20;
 const LISTENER_BASE: usize = usize::MAX - 1 - 1024;
 
 /// How often deadlines are looked at: often enough for header_timeout to hold
@@ -99,6 +105,8 @@ pub struct EventLoop {
     control: Arc<Control>,
     scratch: Vec<u8>,
     bulk: Vec<u8>,
+    /// Moves bodies past `inbuf_overflow` from socket to file (none off Linux).
+    pipe: Option<Pipe>,
     /// Accepting is paused at `connection_limit` (or after EMFILE) until this clears.
     paused: bool,
     accept_retry_at: Option<Instant>,
@@ -155,6 +163,7 @@ impl EventLoop {
             conns: Slab::default(),
             scratch: vec![0; cfg.recv_bytes.max(4096)],
             bulk: vec![0; BODY_READ.max(cfg.recv_bytes)],
+            pipe: Pipe::new(PIPE_SIZE),
             cfg,
             stats,
             views,
@@ -267,6 +276,7 @@ impl EventLoop {
             stats: &self.stats,
             scratch: &mut self.scratch,
             bulk: &mut self.bulk,
+            pipe: self.pipe.as_mut(),
             stopping: self.stopping_since.is_some(),
             now: self.now,
         };

@@ -22,6 +22,8 @@ use crate::http::response::{simple_response, CONTINUE};
 use crate::http::{RequestError, Version};
 use crate::net::stream::Stream;
 use crate::net::{socket_error, Peer, ServerPort};
+use crate::os::splice::Pipe;
+use crate::os::tempfile;
 use crate::stats::{add, incr, Closed, Stats};
 use outbuf::OutBuffer;
 
@@ -58,19 +60,35 @@ impl BodyState {
     /// Reads from `socket` straight into the body, skipping the input buffer
     /// and the decoder, for a declared-length body (its length was checked
     /// against the limit before the spool was sized): into the spool's memory
-    /// when the rest fits there, else through `bulk` into its file. `None`
-    /// when the bytes must go through the decoder. Returns (bytes read, bytes
-    /// asked for).
+    /// when the rest fits there, else into its file, spliced through `pipe`
+    /// once the file exists, or through `bulk`. `None` when the bytes must
+    /// go through the decoder. Returns (bytes read, bytes asked for).
     fn read_direct(
         &mut self,
         socket: &mut Stream,
         bulk: &mut [u8],
+        pipe: Option<&mut Pipe>,
     ) -> Option<io::Result<(usize, usize)>> {
         let BodyDecoder::Length { remaining } = &mut self.decoder else {
             return None;
         };
         if *remaining == 0 {
             return None;
+        }
+        if let (Some(pipe), Some(file)) = (pipe, self.spool.file()) {
+            let want = (*remaining).min(pipe.capacity() as u64) as usize;
+            return Some(pipe.splice(socket, file, want).map(|spliced| {
+                let n = spliced.read;
+                *remaining -= n as u64;
+                self.spool.appended(n);
+                if let Err(e) = spliced.written {
+                    tempfile::write_failed(&e);
+                    self.failed = Some(BODY_NOT_BUFFERED);
+                }
+                // A short splice may stop at the pipe's slots, not at an
+                // empty socket: only `WouldBlock` says the socket is drained.
+                (n, n.max(1))
+            }));
         }
         let room = self.spool.spare();
         if *remaining > room.len() as u64 {
@@ -149,6 +167,8 @@ pub struct Ctx<'a> {
     pub scratch: &'a mut [u8],
     /// For reads of request bodies: large, so a big upload costs few syscalls.
     pub bulk: &'a mut [u8],
+    /// For request bodies bound for a temporary file (`os::splice`).
+    pub pipe: Option<&'a mut Pipe>,
     pub stopping: bool,
     /// When the loop woke up: precise enough for timeouts, and read once per
     /// wake-up rather than once per socket call.
@@ -558,7 +578,7 @@ impl Conn {
         let in_body = body.is_some();
         if let Some(direct) = body
             .filter(|_| self.inbuf.is_empty())
-            .and_then(|b| b.read_direct(socket, ctx.bulk))
+            .and_then(|b| b.read_direct(socket, ctx.bulk, ctx.pipe.as_deref_mut()))
         {
             return direct;
         }
@@ -913,6 +933,7 @@ mod tests {
                     stats: &self.stats,
                     scratch: &mut self.scratch,
                     bulk: &mut self.bulk,
+                    pipe: None,
                     stopping: self.stopping,
                     now: Instant::now(),
                 },

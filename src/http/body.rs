@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::mem::MaybeUninit;
 
 use super::parse::BodyFraming;
@@ -244,6 +244,27 @@ impl ChunkedDecoder {
     }
 }
 
+/// One `read(2)` into memory nobody has written yet.
+#[cfg(unix)]
+fn read_uninit(file: &mut File, buf: &mut [MaybeUninit<u8>]) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the call,
+    // and `file` keeps the descriptor open; read(2) writes only the bytes it
+    // returns and never reads them.
+    let n = unsafe { libc::read(file.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
+}
+
+/// Without `read(2)`, `Read` wants initialised memory: zero it first.
+#[cfg(not(unix))]
+fn read_uninit(file: &mut File, buf: &mut [MaybeUninit<u8>]) -> io::Result<usize> {
+    use std::io::Read;
+    buf.fill(MaybeUninit::new(0));
+    // SAFETY: every byte was just initialised to zero.
+    let buf = unsafe { &mut *(buf as *mut [MaybeUninit<u8>] as *mut [u8]) };
+    file.read(buf)
+}
+
 fn hex_value(b: u8) -> u8 {
     match b {
         b'0'..=b'9' => b - b'0',
@@ -326,6 +347,17 @@ impl Spool {
         Ok(())
     }
 
+    /// The temporary file once the body went there, for a caller that
+    /// appends to it itself (`os::splice`); count those bytes with `appended`.
+    pub fn file(&self) -> Option<&File> {
+        self.file.as_ref()
+    }
+
+    /// Takes `n` bytes appended to `file()` as received.
+    pub fn appended(&mut self, n: usize) {
+        self.len += n as u64;
+    }
+
     /// The room reserved in memory and not yet filled (empty unless made by
     /// `with_length`); mark what was written with `assume_filled`.
     pub fn spare(&mut self) -> &mut [MaybeUninit<u8>] {
@@ -404,16 +436,42 @@ impl BodyReader {
         usize::try_from(want).unwrap_or(usize::MAX)
     }
 
-    /// Fills `buf` (at most `wanted`) from the body.
-    pub fn read_exact_into(&mut self, buf: &mut [u8]) -> io::Result<()> {
+    /// Fills `buf` (at most `wanted` bytes) from the body; on `Ok`, every
+    /// byte of it was written. Nothing reads `buf` before, so it need not be
+    /// zeroed: a body in a file goes straight from the file into it.
+    pub fn read_into(&mut self, buf: &mut [MaybeUninit<u8>]) -> io::Result<()> {
         match self {
             BodyReader::Memory { data, pos } => {
                 let start = *pos;
                 *pos += buf.len();
-                buf.copy_from_slice(&data[start..*pos]);
+                buf.write_copy_of_slice(&data[start..*pos]);
             }
             BodyReader::File { file, remaining } => {
-                file.read_exact(buf)?;
+                let mut filled = 0;
+                while filled < buf.len() {
+                    let rest = &mut buf[filled..];
+                    // As `BufReader::read` does: a read as large as its buffer
+                    // bypasses it once it is empty; smaller ones go through it.
+                    let got = if file.buffer().is_empty() && rest.len() >= file.capacity() {
+                        read_uninit(file.get_mut(), rest)
+                    } else {
+                        match io::BufRead::fill_buf(file) {
+                            Ok(held) => {
+                                let n = held.len().min(rest.len());
+                                rest[..n].write_copy_of_slice(&held[..n]);
+                                io::BufRead::consume(file, n);
+                                Ok(n)
+                            }
+                            Err(e) => Err(e),
+                        }
+                    };
+                    match got {
+                        Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                        Ok(n) => filled += n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e),
+                    }
+                }
                 *remaining -= buf.len() as u64;
             }
         }
@@ -431,8 +489,11 @@ impl BodyReader {
                 Ok(Cow::Borrowed(&data[start..start + want]))
             }
             BodyReader::File { .. } => {
-                let mut out = vec![0; want];
-                self.read_exact_into(&mut out)?;
+                let mut out = Vec::with_capacity(want);
+                self.read_into(&mut out.spare_capacity_mut()[..want])?;
+                // SAFETY: `read_into` returned Ok, so it wrote all `want`
+                // bytes, which are within the capacity.
+                unsafe { out.set_len(want) };
                 Ok(Cow::Owned(out))
             }
         }
@@ -718,6 +779,44 @@ mod tests {
         assert_eq!(&*r.read_line(Some(2)).unwrap(), b"ef");
         assert_eq!(&*r.read(None).unwrap(), b"\ngh");
         assert_eq!(&*r.read(None).unwrap(), b"");
+    }
+
+    #[test]
+    fn file_reads_of_every_size_return_the_body_in_order() {
+        let body: Vec<u8> = (0..300_000u32)
+            .map(|i| {
+                if i % 1000 == 999 {
+                    b'\n'
+                } else {
+                    (i % 251) as u8
+                }
+            })
+            .collect();
+        let mut s = Spool::new(1024);
+        for piece in body.chunks(70_001) {
+            s.write(piece).unwrap();
+        }
+        let mut r = s.into_reader().unwrap();
+        let mut back = Vec::new();
+        // Small reads go through the buffer, large ones past it, and a line
+        // leaves bytes buffered for the read after it.
+        for (i, size) in [1, 7, 65_536, 3, 100_000, 65_537, 4095]
+            .iter()
+            .cycle()
+            .enumerate()
+        {
+            let piece = if i % 3 == 2 {
+                r.read_line(None).unwrap().into_owned()
+            } else {
+                r.read(Some(*size)).unwrap().into_owned()
+            };
+            if piece.is_empty() {
+                break;
+            }
+            back.extend_from_slice(&piece);
+        }
+        assert_eq!(r.remaining(), 0);
+        assert!(back == body, "the body came back changed");
     }
 
     #[test]

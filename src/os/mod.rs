@@ -1,7 +1,8 @@
 //! What maitre asks of the operating system, each the best way a platform
 //! offers with a fallback elsewhere: process and thread settings (malloc,
 //! scheduling, dying with the parent on Linux), private anonymous temporary
-//! files, sending a file straight to a socket, and enough file descriptors.
+//! files, sending a file straight to a socket, moving a socket's bytes
+//! straight to a file, and enough file descriptors.
 
 pub mod limits;
 pub mod malloc;
@@ -9,4 +10,5 @@ pub mod malloc;
 pub mod parent;
 pub mod sched;
 pub mod sendfile;
+pub mod splice;
 pub mod tempfile;
