@@ -113,13 +113,14 @@ impl OutBuffer {
     /// Whether file pieces are read into memory and written, rather than
     /// handed to `Sink::send_file` (`sendfile(2)`); for loopback clients.
     /// Their kernel copies every byte to the client anyway, on the client's
-    /// CPU, and copying out of sendfile's page-cache fragments (cold in the
-    /// CPU's caches, one per 4 KiB page) was measured to cost a client
-    /// reading 8 KiB at a time (wrk; a proxy's buffers) about three times
-    /// what copying out of the buffers a write just filled costs: the
-    /// server's extra copy is the cheaper one, in total and for the client,
-    /// whose core was the bottleneck. A card sending to a remote client
-    /// reads the pages itself: there sendfile saves the server its copy.
+    /// CPU, and copying out of sendfile's page-cache pages (cold in the CPU's
+    /// caches, a fragment per 4 KiB page) was measured to cost a client such
+    /// as wrk two to three times what copying out of the buffers a write just
+    /// filled costs. Copying here moves about that much work to the server
+    /// (the sum stays within about 10%), off the client's core, which was
+    /// the bottleneck. A card sending to a remote client reads the pages
+    /// itself: there sendfile saves the server its copy. Unix socket clients
+    /// were measured to save less than the server would spend.
     pub fn copying_files(mut self, copy: bool) -> Self {
         self.copy_files = copy;
         self
