@@ -243,7 +243,7 @@ impl Conn {
             seq: 0,
             inbuf: Vec::new(),
             phase: Phase::Head,
-            out: OutBuffer::new(cfg.outbuf_overflow),
+            out: OutBuffer::new(cfg.outbuf_overflow).copying_files(peer.is_loopback()),
             read_closed: false,
             // Data, even a FIN, can arrive before the socket is registered.
             may_read: true,

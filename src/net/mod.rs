@@ -64,6 +64,16 @@ pub enum Peer {
     Local,
 }
 
+impl Peer {
+    /// A TCP client on a loopback address (IPv4-mapped ones included).
+    pub fn is_loopback(&self) -> bool {
+        match self {
+            Peer::Ip(addr) => addr.ip().to_canonical().is_loopback(),
+            Peer::Local => false,
+        }
+    }
+}
+
 impl fmt::Display for Peer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -111,4 +121,29 @@ fn is_disconnect(e: &io::Error) -> bool {
             | io::ErrorKind::BrokenPipe
             | io::ErrorKind::NotConnected
     ) || (cfg!(target_os = "linux") && e.raw_os_error() == Some(ESHUTDOWN))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Peer;
+
+    #[test]
+    fn loopback_peers_are_told_apart() {
+        let peer = |s: &str| Peer::Ip(s.parse().unwrap());
+        for loopback in [
+            "127.0.0.1:1",
+            "127.9.8.7:1",
+            "[::1]:1",
+            "[::ffff:127.0.0.1]:1",
+        ] {
+            assert!(peer(loopback).is_loopback(), "{loopback}");
+        }
+        for other in ["192.0.2.2:1", "[::ffff:10.0.0.1]:1", "[2001:db8::1]:1"] {
+            assert!(!peer(other).is_loopback(), "{other}");
+        }
+        assert!(
+            !Peer::Local.is_loopback(),
+            "a Unix socket's client keeps sendfile"
+        );
+    }
 }

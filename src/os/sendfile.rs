@@ -1,15 +1,18 @@
 //! A response body that is a regular file (`wsgi.file_wrapper` over a real
 //! file), sent by the event loop: with `sendfile(2)` on Linux, the kernel
-//! copying page cache to socket; elsewhere, and on Linux where a file refuses
-//! sendfile, by positional reads through a small buffer. The loop owns its own
+//! copying page cache to socket; elsewhere, to a loopback client (see
+//! `OutBuffer::copying_files`), and on Linux where a file refuses sendfile,
+//! by positional reads through a buffer. The loop owns its own
 //! descriptor (a duplicate), so the app may close its file at once, and reads
 //! at explicit offsets, so the app's file position is never moved.
 
 use std::fs::File;
 use std::io::{self, Write};
 
-/// Bytes read per block where the file goes through memory.
-const BLOCK: usize = 64 * 1024;
+/// Bytes read per block where the file goes through memory: a quarter of
+/// the reads and writes of 64 KiB blocks, and measured cheaper per byte for
+/// both ends of a loopback connection; still small beside a socket's buffer.
+const BLOCK: usize = 256 * 1024;
 
 pub struct FilePiece {
     file: File,
@@ -150,6 +153,48 @@ mod tests {
         }
         assert_eq!(out, &data[10..150_010]);
         assert_eq!(piece.file.stream_position().unwrap(), 3);
+    }
+
+    /// Takes at most `room` bytes per write, and every other write would block.
+    struct Trickle {
+        got: Vec<u8>,
+        room: usize,
+        block_next: bool,
+    }
+
+    impl Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.block_next = !self.block_next;
+            if !self.block_next {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = buf.len().min(self.room);
+            self.got.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_block_partly_written_goes_on_from_where_the_sink_stopped() {
+        let data: Vec<u8> = (0..(2 * BLOCK as u32 + 99))
+            .map(|i| (i % 241) as u8)
+            .collect();
+        let mut piece = FilePiece::new(file_with(&data), 5, data.len() as u64 - 5);
+        let mut sink = Trickle {
+            got: Vec::new(),
+            room: 100_003,
+            block_next: false,
+        };
+        while !piece.is_empty() {
+            match piece.copy_to(&mut sink) {
+                Ok(n) => assert!(n > 0),
+                Err(e) => assert_eq!(e.kind(), io::ErrorKind::WouldBlock),
+            }
+        }
+        assert_eq!(sink.got, &data[5..]);
     }
 
     #[test]
