@@ -150,7 +150,9 @@ def main() -> int:
     out = os.path.join(out_dir, "callgrind.out")
     server = subprocess.Popen(
         ["valgrind", "--tool=callgrind", "--compress-strings=no",
-         f"--callgrind-out-file={out}", os.path.realpath(sys.executable), script],
+         # sys.executable as it is: resolving a venv's symlink would run the base
+         # interpreter, which profiles whatever maitre is installed there instead.
+         f"--callgrind-out-file={out}", sys.executable, script],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
