@@ -60,16 +60,9 @@ def peak_rss():
     return None
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--app", required=True, help="attribute of bench/apps.py")
-    p.add_argument("--path", default="/")
-    p.add_argument("--warmup", type=float, default=2)
-    p.add_argument("--duration", type=float, default=5)
-    a = p.parse_args()
-    app = getattr(apps, a.app)
-    template = maitre_environ(a.path)
+def caller(app, template):
+    """One call as a server makes it: a copy of `template` with a fresh wsgi.input, the
+    body iterated (its chunks appended to `keep` unless that is None) and closed."""
     status = []
 
     def start_response(line, headers, exc_info=None):
@@ -88,6 +81,20 @@ def main():
             if hasattr(body, "close"):
                 body.close()
 
+    call.status = status
+    return call
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--app", required=True, help="attribute of bench/apps.py")
+    p.add_argument("--path", default="/")
+    p.add_argument("--warmup", type=float, default=2)
+    p.add_argument("--duration", type=float, default=5)
+    a = p.parse_args()
+    call = caller(getattr(apps, a.app), maitre_environ(a.path))
+
     def loop(seconds):
         calls, t0 = 0, time.perf_counter()
         while time.perf_counter() - t0 < seconds:
@@ -97,7 +104,7 @@ def main():
 
     first = []
     call(first)
-    out = {"status": int(status[0].split()[0]), "body": b"".join(first).decode("latin-1")}
+    out = {"status": int(call.status[0].split()[0]), "body": b"".join(first).decode("latin-1")}
     loop(a.warmup)
     cpu0 = time.process_time()
     out["calls"], out["seconds"] = loop(a.duration)

@@ -491,7 +491,7 @@ SERVERS: List[Server] = [
            only_cases=frozenset({"proxy"}), xff=True),
     Server("maitre t1", _launcher("maitre"),
            lambda l: f"`serve(app, threads={l.threads})`", _pkg_version("maitre"),
-           threads=1, only_cases=frozenset({"sleep10"})),
+           threads=1, only_cases=frozenset({"sleep10", "flask"})),
     Server("maitre t32", _launcher("maitre"),
            lambda l: f"`serve(app, threads={l.threads})`", _pkg_version("maitre"),
            threads=32, only_cases=frozenset({"sleep10"})),
@@ -1482,6 +1482,10 @@ def case_notes(case: Case, all_results: Dict[str, List[dict]]) -> List[str]:
         if rps.get(case.reference):
             out.append(f"**{case.reference}: {rps[case.reference] / rps[ALONE]:.0%} of app "
                        "alone** (target: at least 93%).")
+    if rps.get("maitre t1") and rps.get("maitre") and case.name != "sleep10":
+        out.append(f"**maitre t1 ÷ maitre: {rps['maitre t1'] / rps['maitre']:.0%}** of the "
+                   "req/s with one thread instead of four, on a CPU-bound app (target: within "
+                   "10%).")
     return out
 
 

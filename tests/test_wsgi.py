@@ -112,6 +112,27 @@ def test_environ_basic_keys(serve):
             assert type_name == "str", (key, type_name)
 
 
+@pytest.mark.parametrize("ident", ["maitre", None])
+def test_environ_of_a_plain_get_has_exactly_the_pep_3333_keys(serve, ident):
+    """The base environ is grown with spare keys, added and removed (room for headers in
+    each request's copy): none of them may reach the app, with or without SERVER_SOFTWARE."""
+    s = serve(environ_app, ident=ident)
+    with Conn(s.port) as c:
+        for _ in range(2):  # the second request's copy too
+            c.send(req(headers=["Host: h"]))
+            r = c.read_response()
+            assert r.status == 200, r
+            keys = set(json.loads(r.body)) - {"__types__", "__environ_type__", "__body__"}
+            expected = {
+                "REQUEST_METHOD", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "REQUEST_URI",
+                "SERVER_NAME", "SERVER_PORT", "SERVER_PROTOCOL", "REMOTE_ADDR", "REMOTE_HOST",
+                "REMOTE_PORT", "HTTP_HOST", "wsgi.version", "wsgi.url_scheme", "wsgi.input",
+                "wsgi.errors", "wsgi.multithread", "wsgi.multiprocess", "wsgi.run_once",
+                "wsgi.input_terminated", "wsgi.file_wrapper",
+            } | ({"SERVER_SOFTWARE"} if ident else set())
+            assert keys == expected
+
+
 def test_environ_remote_port_is_each_connections_own(serve):
     """Peer strings are cached per worker on the peer's port (256 slots): two
     clients whose ports share a slot, and a client that comes back, each see

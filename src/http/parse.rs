@@ -401,7 +401,12 @@ fn is_reg_name(name: &[u8]) -> bool {
                 return false;
             }
             i += 3;
-        } else if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&b) {
+        } else if b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.' | b'_' | b'~' | b'!' | b'$' | b'&'..=b',' | b';' | b'='
+            )
+        {
             i += 1;
         } else {
             return false;

@@ -12,6 +12,7 @@ use pyo3::types::{PyBytes, PyString};
 use crate::handoff::{
     Completion, ConnShared, Kind, LoopHandle, OutputLimits, Piece, Pieces, PyBytesSlice, RequestId,
 };
+use crate::http::body::is_tchar;
 use crate::http::parse::parse_content_length;
 use crate::http::response::{RequestInfo, ResponseEncoder, ResponseHead};
 use crate::os::sendfile::FilePiece;
@@ -309,7 +310,7 @@ impl StartResponse {
             .cast::<PyString>()
             .map_err(|_| PyAssertionError::new_err(format!("status {status} is not a string")))?
             .to_str()?;
-        if status.contains(['\r', '\n']) {
+        if has_break(status, false) {
             return Err(PyValueError::new_err(
                 "carriage return/line feed character present in status",
             ));
@@ -353,7 +354,7 @@ impl StartResponse {
                     "invalid header name {name:?}"
                 )));
             }
-            if value.contains(['\r', '\n', '\0']) {
+            if has_break(value, true) {
                 return Err(PyValueError::new_err(
                     "carriage return/line feed character present in header value",
                 ));
@@ -402,10 +403,14 @@ fn not_latin1(what: &str, text: &str, c: char) -> PyErr {
 }
 
 fn is_token(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !name.is_empty() && name.bytes().all(is_tchar)
+}
+
+/// CR, LF (or NUL, `nul`) in a status or header value: a scan of the bytes,
+/// cheaper than `str::contains` with a list of chars.
+fn has_break(text: &str, nul: bool) -> bool {
+    text.bytes()
+        .any(|b| b == b'\r' || b == b'\n' || (nul && b == 0))
 }
 
 #[pymethods]
@@ -454,5 +459,31 @@ impl StartResponse {
                 "the client closed the connection, or the response was broken off",
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{has_break, is_token};
+
+    #[test]
+    fn header_names_are_tokens() {
+        assert!(is_token("X-Custom_Name"));
+        assert!(is_token("!#$%&'*+-.^_`|~"));
+        assert!(!is_token(""));
+        assert!(!is_token("Bad Name"));
+        assert!(!is_token("Bad:Name"));
+        assert!(!is_token("Bad(Name)"));
+        assert!(!is_token("Café"));
+    }
+
+    #[test]
+    fn breaks_in_status_and_values() {
+        assert!(!has_break("200 OK", false));
+        assert!(has_break("200 OK\r\nX: y", false));
+        assert!(has_break("a\nb", false));
+        assert!(!has_break("a\0b", false));
+        assert!(has_break("a\0b", true));
+        assert!(!has_break("text/plain; charset=utf-8", true));
     }
 }
