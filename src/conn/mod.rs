@@ -871,6 +871,7 @@ mod tests {
             multiprocess: false,
             workers: 1,
             strict_backlog: false,
+            reuse_port: false,
             metrics: None,
             access_log: None,
             proxy: Default::default(),
