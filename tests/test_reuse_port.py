@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -17,7 +18,7 @@ import time
 import pytest
 
 import maitre
-from conftest import alive, connect, recv_until, wait_for
+from conftest import alive, connect, read_until_close, wait_for
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="reuse_port is Linux only"
@@ -104,9 +105,8 @@ def request(sock: socket.socket, path: str = "/") -> None:
 
 
 def response(sock: socket.socket, timeout: float = 10.0) -> bytes:
-    """The whole response (the server closes: Connection: close)."""
-    data = recv_until(sock, lambda d: b"\r\n\r\n" in d and d.split(b"\r\n\r\n", 1)[1] != b"",
-                      timeout=timeout)
+    """The body of a 200 response; the server closes after it (Connection: close)."""
+    data = read_until_close(sock, timeout=timeout)
     assert data.startswith(b"HTTP/1.1 200 OK\r\n"), data
     return data.split(b"\r\n\r\n", 1)[1]
 
@@ -139,6 +139,13 @@ def test_both_workers_take_connections_on_their_own_sockets(cluster):
             own = json.loads(response(s))
         slot = next(w["worker"] for w in own["workers"] if w["pid"] == own["pid"])
         assert [l["worker"] for l in own["listeners"]] == [slot]
+    # And /metrics labels the listener with its worker.
+    with connect(cluster.metrics_port) as s:
+        request(s, "/metrics")
+        text = response(s).decode()
+    found = re.findall(r'^maitre_listen_queue_length\{listener="127\.0\.0\.1:(\d+)",'
+                       r'worker="(\d)"\} 0$', text, re.M)
+    assert len(found) == 1 and found[0][0] == str(cluster.port), text
 
 
 def stopped(pid: int) -> bool:

@@ -129,10 +129,13 @@ impl Listener {
     /// inherits the queue; a port in use or a bad address fails the start, not
     /// a worker; and the parent can read every queue for `stats()`.
     pub fn bind_group(addr: SocketAddr, backlog: i32, workers: usize) -> io::Result<Vec<Listener>> {
-        // First an ordinary bind, dropped at once: a port already in use fails
-        // it with EADDRINUSE even when the holder is another SO_REUSEPORT group
-        // of this user (which the sockets below would join, silently splitting
-        // its traffic with it), and port 0 picks the group's port.
+        // First an ordinary bind: a port already in use fails it with
+        // EADDRINUSE even when the holder is another SO_REUSEPORT group of
+        // this user (which the sockets below would join, silently splitting
+        // its traffic with it), and port 0 picks the group's port. It is
+        // dropped at once, not kept to hold the port: a bound socket without
+        // SO_REUSEPORT keeps the group's sockets from binding; the group's
+        // listening sockets hold the port from then on.
         let port = match bound_tcp_socket(addr, false)?.local_addr()?.as_socket() {
             Some(bound) => bound.port(),
             None => addr.port(),
