@@ -866,9 +866,9 @@ class Options:
             )
         if self.sockets:
             raise ValueError(
-                "reuse_port may not be combined with sockets: it binds one socket per "
-                "worker on the addresses in listen, and the sockets given are shared as "
-                "they are"
+                "reuse_port may not be combined with sockets (given, or passed by systemd "
+                "socket activation): it binds one socket per worker on the addresses in "
+                "listen, and sockets bound elsewhere are shared as they are"
             )
         if not any(host != "unix" for host, _ in self.listen):
             raise ValueError(
