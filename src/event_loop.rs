@@ -15,6 +15,8 @@ use crate::conn::{Conn, Ctx, Next};
 use crate::handoff::queue::JobSender;
 use crate::handoff::{Completion, ConnId, Control, Garbage, Job, WorkerLink};
 use crate::net::listener::Listener;
+use crate::net::stream::Stream;
+use crate::net::{Peer, ServerPort};
 use crate::os::splice::Pipe;
 use crate::stats::endpoint::Endpoint;
 use crate::stats::listen::ListenViews;
@@ -370,24 +372,9 @@ impl EventLoop {
                 return;
             };
             match listener.accept() {
-                Ok((mut stream, peer)) => {
+                Ok((stream, peer)) => {
                     let server_port = listener.server_port.clone();
-                    let id = self.conns.next_id();
-                    if let Err(e) = self.poll.registry().register(
-                        &mut stream,
-                        Token(id.index as usize),
-                        Interest::READABLE | Interest::WRITABLE,
-                    ) {
-                        log::warn!(target: "maitre", "could not register a connection: {e}");
-                        self.conns.free.push(id.index as usize);
-                        continue;
-                    }
-                    self.conns
-                        .insert(Conn::new(stream, id, peer, server_port, &self.cfg));
-                    incr(&self.stats.lp.connections_accepted);
-                    incr(&self.stats.lp.connections_open);
-                    // Edge-triggered: data may have arrived before registration.
-                    self.with_conn(id, |conn, ctx| conn.on_event(ctx, true, true));
+                    self.admit(stream, peer, server_port, false);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if is_fd_exhaustion(&e) => {
@@ -470,12 +457,58 @@ impl EventLoop {
     fn begin_shutdown(&mut self) {
         self.stopping_since = Some(Instant::now());
         self.stats.lp.draining.store(1, Ordering::Relaxed);
+        for id in self.conns.ids() {
+            self.with_conn(id, |conn, _| conn.on_shutdown());
+        }
+        // The connections the kernel has queued are clients that connected
+        // before the stop, most with their request sent: served (one request,
+        // Connection: close) rather than reset when the socket closes, past
+        // connection_limit if need be (the backlog bounds them). One whose
+        // request has not arrived closes as idle ones do. What connects from
+        // now on is refused, or reset where another process holds the socket.
+        for index in 0..self.listeners.len() {
+            self.accept_queued(index);
+        }
         self.views.forget();
         for mut l in self.listeners.drain(..) {
             let _ = self.poll.registry().deregister(&mut l.socket);
         }
-        for id in self.conns.ids() {
-            self.with_conn(id, |conn, _| conn.on_shutdown());
+    }
+
+    /// Registers an accepted connection, counts it and reads what it sent.
+    fn admit(&mut self, mut stream: Stream, peer: Peer, server_port: ServerPort, at_stop: bool) {
+        let id = self.conns.next_id();
+        if let Err(e) = self.poll.registry().register(
+            &mut stream,
+            Token(id.index as usize),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            log::warn!(target: "maitre", "could not register a connection: {e}");
+            self.conns.free.push(id.index as usize);
+            return;
+        }
+        let mut conn = Conn::new(stream, id, peer, server_port, &self.cfg);
+        conn.queued_at_stop = at_stop;
+        self.conns.insert(conn);
+        incr(&self.stats.lp.connections_accepted);
+        incr(&self.stats.lp.connections_open);
+        // Edge-triggered: data may have arrived before registration.
+        self.with_conn(id, |conn, ctx| conn.on_event(ctx, true, true));
+    }
+
+    fn accept_queued(&mut self, index: usize) {
+        loop {
+            let Some(listener) = self.listeners.get(index) else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, peer)) => {
+                    let server_port = listener.server_port.clone();
+                    self.admit(stream, peer, server_port, true);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return,
+            }
         }
     }
 

@@ -92,7 +92,8 @@ def local() -> dict:
 
 # Options of maitre's own, after waitress's, with their defaults.
 MAITRE_ONLY = {
-    "proxy_protocol": False, "workers": 1, "reuse_port": False, "header_timeout": 10, "graceful_timeout": 30,
+    "proxy_protocol": False, "workers": 1, "reuse_port": False, "header_timeout": 10,
+    "graceful_timeout": 30,
     "strict_backlog": False, "access_log": False, "access_log_format": None, "metrics": None,
     "max_request_line": 8190, "max_request_headers": 1000,
 }

@@ -39,8 +39,10 @@ SCRIPT = textwrap.dedent(
         start_response("200 OK", [("Content-Length", str(len(body)))])
         return [body]
 
-    server = maitre.create_server(app, listen="127.0.0.1:0", workers=2, threads=2,
-                                  reuse_port=True, metrics="127.0.0.1:0")
+    options = dict(listen="127.0.0.1:0", workers=2, threads=2, reuse_port=True,
+                   metrics="127.0.0.1:0")
+    options.update(json.loads(sys.argv[1]))
+    server = maitre.create_server(app, **options)
     print(json.dumps([server.effective_listen, server.effective_metrics[1]]), flush=True)
 
     def answer():
@@ -54,10 +56,10 @@ SCRIPT = textwrap.dedent(
 
 
 class Cluster:
-    def __init__(self) -> None:
+    def __init__(self, **options) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", SCRIPT], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, start_new_session=True,
+            [sys.executable, "-c", SCRIPT, json.dumps(options)], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
         )
         listen, self.metrics_port = json.loads(self.proc.stdout.readline())
         assert len(listen) == 1, f"one address, however many sockets: {listen}"
@@ -202,6 +204,33 @@ def test_sigterm_finishes_in_flight_requests_on_every_worker(cluster):
     assert served == set(pids.values())
     assert cluster.proc.wait(10) == 0
     assert wait_for(lambda: not any(alive(p) for p in pids.values()), timeout=5)
+
+
+def test_sigterm_serves_the_connections_queued_on_every_workers_socket():
+    """At a stop each worker takes what the kernel queued on its own socket and serves
+    it; left there, it would be reset when the parent closes the sockets."""
+    cluster = Cluster(threads=1, connection_limit=1)
+    socks = []
+    try:
+        pids = cluster.pids()
+        for _ in range(12):
+            s = connect(cluster.port, timeout=15)
+            request(s, "/slow")
+            socks.append(s)
+
+        def queued() -> int:
+            return sum(l["queue_length"] for l in cluster.stats()["listeners"])
+
+        # Each worker holds one connection (its connection_limit): the rest queue.
+        assert wait_for(lambda: queued() >= 10, timeout=5), cluster.stats()["listeners"]
+        cluster.proc.send_signal(signal.SIGTERM)
+        served = [int(response(s, timeout=15)) for s in socks]
+        assert len(served) == 12 and set(served) <= set(pids.values()), served
+        assert cluster.proc.wait(15) == 0
+    finally:
+        for s in socks:
+            s.close()
+        cluster.close()
 
 
 def test_a_port_in_use_fails_at_start():

@@ -588,8 +588,9 @@ OPTIONS: Tuple[Option, ...] = (
     Option(
         "graceful_timeout", _NON_NEGATIVE, 30,
         "maitre only: seconds a stop (SIGTERM, SIGINT, close()) waits for requests already "
-        "received to finish (their responses carry Connection: close; idle connections "
-        "close at once) before closing what is left; the same signal again stops at once.",
+        "received, or sent on connections queued in the listen backlog, to finish (their "
+        "responses carry Connection: close; idle connections close at once) before "
+        "closing what is left; the same signal again stops at once.",
         _E, "Tuning",
     ),
     Option(
