@@ -309,6 +309,7 @@ fn write_vectored_until_blocked(pieces: &[Piece], sink: &mut impl Write) -> io::
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::os::sendfile::FilePiece;
     use smallvec::smallvec;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
