@@ -4,12 +4,13 @@
 
 Run by run.py after every run (it needs matplotlib, which run.py installs into bench/.venv).
 maitre's rows are highlighted; the ceiling (no Python) and the app alone (no server) are
-hatched; a row that shares both cores with wrk (maitre w2) is drawn lighter; "wrk-bound" marks
+hatched; a row that shares both cores with wrk (maitre w2, maitre w2 reuseport) is drawn lighter; "wrk-bound" marks
 rows where wrk used >= 95% of its core (the server could go faster than that bar). Big-body
 cases note bytes/s and peak RSS.
 """
 
 import json
+import re
 import sys
 
 import matplotlib
@@ -53,11 +54,12 @@ def main(src, dst):
         labels, values, colors, hatches, notes = [], [], [], [], []
         for r in rows:
             label = r["server"].replace(" ", "\n", 1)
-            if r["server"] == "maitre w2":
+            multi_core = re.fullmatch(r"maitre w\d+( reuseport)?", r["server"])
+            if multi_core:
                 label += "\n(2 cores,\nshared w/ wrk)"
             labels.append(label)
             values.append(r.get("rps", 0.0))
-            if r["server"] == "maitre w2":
+            if multi_core:
                 colors.append(MAITRE_LIGHT)
             elif r["server"].startswith("maitre"):
                 colors.append(MAITRE)

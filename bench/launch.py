@@ -1,7 +1,7 @@
 """Start one in-process WSGI server on an app from bench/apps.py (run by bench/run.py).
 
     python launch.py SERVER --app NAME --port N [--threads 4] [--connection-limit N]
-                     [--backlog N] [--workers N] [--unix-socket PATH] [--proxy protocol|xff]
+                     [--backlog N] [--workers N [--reuse-port]] [--unix-socket PATH] [--proxy protocol|xff]
                      [--metrics-port N] [--access-log]
 
 SERVER is one of LAUNCHERS below. Servers with their own command line
@@ -45,6 +45,8 @@ def maitre(app, a):
         # Hook for maitre's `workers=N` (N processes sharing the listening socket): run.py
         # only passes --workers once `maitre.Options(workers=2)` is accepted.
         kw["workers"] = a.workers
+        if a.reuse_port:
+            kw["reuse_port"] = True  # a listening socket per worker (SO_REUSEPORT)
     if a.metrics_port:
         kw["metrics"] = f"{a.host}:{a.metrics_port}"
     if a.access_log:
@@ -103,6 +105,7 @@ def main():
     p.add_argument("--connection-limit", type=int, default=0)
     p.add_argument("--backlog", type=int, default=0)
     p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--reuse-port", action="store_true")
     p.add_argument("--metrics-port", type=int, default=0)
     p.add_argument("--access-log", action="store_true")
     p.add_argument("--unix-socket", default="")

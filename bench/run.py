@@ -393,7 +393,7 @@ class Server:
         return f"{PIN.server},{PIN.client}" if self.shares_client_cpus() else PIN.server
 
 
-def _launcher(server: str, workers: int = 0, access_log: bool = False
+def _launcher(server: str, workers: int = 0, access_log: bool = False, reuse_port: bool = False
               ) -> Callable[[Launch], List[str]]:
     def argv(l: Launch) -> List[str]:
         out = [VENV_PY, os.path.join(BENCH, "launch.py"), server, "--app", l.case.app,
@@ -406,6 +406,8 @@ def _launcher(server: str, workers: int = 0, access_log: bool = False
             out += ["--proxy", l.proxy]
         if workers:
             out += ["--workers", str(workers)]
+        if reuse_port:
+            out += ["--reuse-port"]
         if l.metrics_port:
             out += ["--metrics-port", str(l.metrics_port)]
         if access_log:
@@ -470,14 +472,16 @@ def _pkg_version(dist: str) -> Callable[[], str]:
     return version
 
 
-def _maitre_has_workers() -> Optional[str]:
-    """The `maitre w2` hook: runs once maitre accepts `workers=N`."""
-    r = subprocess.run([VENV_PY, "-c", "import maitre; maitre.Options(workers=2)"],
-                       capture_output=True, text=True)
-    if r.returncode == 0:
-        return None
-    last = (r.stderr.strip().splitlines() or ["?"])[-1]
-    return f"this maitre has no `workers` option yet (`maitre.Options(workers=2)`: {last})"
+def _maitre_accepts(options: str) -> Callable[[], Optional[str]]:
+    """The hook of a row that needs an option: it runs once maitre accepts `options`."""
+    def available() -> Optional[str]:
+        code = f"import maitre; maitre.Options({options})"
+        r = subprocess.run([VENV_PY, "-c", code], capture_output=True, text=True)
+        if r.returncode == 0:
+            return None
+        last = (r.stderr.strip().splitlines() or ["?"])[-1]
+        return f"this maitre does not accept `maitre.Options({options})` yet: {last}"
+    return available
 
 
 SERVERS: List[Server] = [
@@ -495,7 +499,8 @@ SERVERS: List[Server] = [
     Server("maitre t32", _launcher("maitre"),
            lambda l: f"`serve(app, threads={l.threads})`", _pkg_version("maitre"),
            threads=32, only_cases=frozenset({"sleep10"})),
-    # maitre w2 (see maitre_workers_server): replaced by maitre wN with --workers N.
+    # maitre w2 and maitre w2 reuseport (see set_workers): maitre wN with --workers N.
+    None,
     None,
     # What maitre's own instruments cost, beside the plain maitre row (issue 17: within 3%).
     Server("maitre metrics", _launcher("maitre"),
@@ -544,22 +549,34 @@ CHART_PYPI = ["matplotlib"]
 APPS_PYPI = ["flask", "django"]  # the flask, django and djfile cases' apps
 
 
-def maitre_workers_server(n: int) -> Server:
+def maitre_workers_server(n: int, reuse_port: bool = False) -> Server:
     """maitre with workers=n (n processes, each with its own loop and threads, sharing the
-    listening socket). Runs only once `maitre.Options(workers=2)` is accepted (see
-    _maitre_has_workers); until then it is listed as "not run". With one server CPU (the
-    default) it is NOT pinned to it: it gets both CPUs and wrk runs unpinned on them too."""
+    listening socket's accept queue, or with reuse_port each with its own socket and queue).
+    Runs only once the installed maitre accepts the options; until then it is listed as
+    "not run". With one server CPU (the default) it is NOT pinned to it: it gets both CPUs
+    and wrk runs unpinned on them too."""
     def describe(l: Launch) -> str:
         where = ("on both CPUs, shared with wrk (unpinned)" if s.shares_client_cpus()
                  else f"on CPUs {PIN.server}")
-        return f"`serve(app, threads={l.threads}, workers={n})`, {where}"
-    s = Server(f"maitre w{n}", _launcher("maitre", workers=n), describe, _pkg_version("maitre"),
-               only_cases=frozenset({"plaintext"}), multi_core=True,
-               available=_maitre_has_workers)
+        extra = ", reuse_port=True" if reuse_port else ""
+        return f"`serve(app, threads={l.threads}, workers={n}{extra})`, {where}"
+    options = f"workers={n}" + (", reuse_port=True, listen='127.0.0.1:0'" if reuse_port else "")
+    s = Server(f"maitre w{n}" + (" reuseport" if reuse_port else ""),
+               _launcher("maitre", workers=n, reuse_port=reuse_port), describe,
+               _pkg_version("maitre"), only_cases=frozenset({"plaintext"}), multi_core=True,
+               available=_maitre_accepts(options))
     return s
 
 
-SERVERS[SERVERS.index(None)] = maitre_workers_server(2)  # type: ignore[arg-type]
+def set_workers(n: int) -> None:
+    """Makes the multi-process rows those of n workers: `maitre wN` (the shared accept
+    queue), then `maitre wN reuseport` (a socket and queue per worker)."""
+    rows = [i for i, s in enumerate(SERVERS) if s is None or s.multi_core]
+    for i, reuse_port in zip(rows, (False, True)):
+        SERVERS[i] = maitre_workers_server(n, reuse_port)
+
+
+set_workers(2)
 
 
 def server_threads(server: Server, case: Case, ctx: Ctx) -> int:
@@ -1449,6 +1466,15 @@ def case_notes(case: Case, all_results: Dict[str, List[dict]]) -> List[str]:
                        "work and roughly what a second core adds on this machine, not how "
                        "workers scale (see bench/README.md for measuring that on a bigger "
                        "machine).")
+    shared = next((r for r in results if re.fullmatch(r"maitre w\d+", r["server"])
+                   and r.get("rps")), None)
+    own = next((r for r in results if re.fullmatch(r"maitre w\d+ reuseport", r["server"])
+                and r.get("rps")), None)
+    if shared and own:
+        out.append(f"**{own['server']} ÷ {shared['server']}: {own['rps'] / shared['rps']:.1%}** "
+                   "of the req/s with a listening socket per worker (SO_REUSEPORT) instead of "
+                   "one shared accept queue; bench/balance.py shows how each spreads "
+                   "connections and requests over the workers.")
     for name in ("maitre metrics", "maitre accesslog"):
         on = next((r for r in results if r["server"] == name and r.get("rps")), None)
         plain = next((r for r in results if r["server"] == "maitre" and r.get("rps")), None)
@@ -1659,7 +1685,8 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     p.add_argument("--connections", type=int, default=0,
                    help="override every case's wrk connection count")
     p.add_argument("--workers", type=int, default=2,
-                   help="processes of the `maitre wN` row (default 2: `maitre w2`)")
+                   help="processes of the `maitre wN` rows (default 2: `maitre w2`, "
+                        "`maitre w2 reuseport`)")
     p.add_argument("--server-cpus", default="0",
                    help="taskset -c list for the servers (default 0). With two or more, "
                         "`maitre wN` is pinned there too instead of sharing wrk's CPUs")
@@ -1700,8 +1727,7 @@ def report_from(json_path: str, output: str) -> int:
     PIN.server, PIN.client = a.server_cpus, a.client_cpus
     PIN.wrk_threads = a.wrk_threads
     if a.workers != 2:
-        i = next(i for i, s in enumerate(SERVERS) if s.multi_core)
-        SERVERS[i] = maitre_workers_server(a.workers)
+        set_workers(a.workers)
     base = os.path.splitext(output)[0]
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     if os.path.abspath(base + ".json") != os.path.abspath(json_path):
@@ -1730,8 +1756,7 @@ def main(argv: List[str]) -> int:
         except ValueError:
             sys.exit(f"not a CPU list: {spec!r} (taskset -c syntax: 0 or 0-3 or 0,2)")
     if a.workers != 2:
-        i = next(i for i, s in enumerate(SERVERS) if s.multi_core)
-        SERVERS[i] = maitre_workers_server(a.workers)
+        set_workers(a.workers)
     # The app-alone row is what the flask and django cases measure against: always in them.
     servers = [s for s in select_servers(a.servers) if not s.is_alone] + [
         s for s in SERVERS if s.is_alone]

@@ -59,6 +59,9 @@ pub struct Config {
     pub multiprocess: bool,
     /// Worker processes (1: this process serves).
     pub workers: usize,
+    /// Each worker has its own listening socket per TCP address, in one
+    /// `SO_REUSEPORT` group (Linux), instead of all sharing one.
+    pub reuse_port: bool,
     /// A backlog the kernel clamps is an error rather than a warning.
     pub strict_backlog: bool,
     /// Where the metrics endpoint listens, if anywhere.
@@ -131,6 +134,7 @@ impl Config {
             server_name: item(d, "server_name")?,
             multiprocess: item::<usize>(d, "workers")? > 1,
             workers: item(d, "workers")?,
+            reuse_port: item(d, "reuse_port")?,
             strict_backlog: item(d, "strict_backlog")?,
             metrics: item::<Option<(String, u16)>>(d, "metrics")?
                 .map(|(host, port)| numeric(&host, port, "metrics"))

@@ -72,7 +72,9 @@ impl Drop for SetOnDrop {
 
 /// The listening sockets, bound (and `listen()`ed) before any thread or
 /// process exists: worker processes forked afterwards inherit them and share
-/// one accept queue, so a worker that dies takes no queued connection with it.
+/// one accept queue, or with `reuse_port` each serves its own of a TCP
+/// address's sockets (see `Listener::bind_group`); either way the parent holds
+/// them all, so a worker that dies takes no queued connection with it.
 /// The stats region is made here too, before fork, for the same reason.
 #[pyclass(module = "maitre._maitre")]
 pub struct Listeners {
@@ -84,14 +86,22 @@ pub struct Listeners {
     reporter: Reporter,
 }
 
-/// Binds one `listen` entry; a failure is an OSError with its errno, which
-/// callers check (EADDRINUSE).
-fn bind(addr: &ListenAddr, cfg: &Config) -> PyResult<Listener> {
+/// Binds one `listen` entry: one socket, or with `reuse_port` one per worker
+/// for a TCP address. A failure is an OSError with its errno, which callers
+/// check (EADDRINUSE).
+fn bind(addr: &ListenAddr, cfg: &Config) -> PyResult<Vec<Listener>> {
     let (bound, shown) = match addr {
-        ListenAddr::Tcp(a) => (Listener::bind(*a, cfg.backlog), a.to_string()),
+        ListenAddr::Tcp(a) if cfg.reuse_port => (
+            Listener::bind_group(*a, cfg.backlog, cfg.workers),
+            a.to_string(),
+        ),
+        ListenAddr::Tcp(a) => (
+            Listener::bind(*a, cfg.backlog).map(|l| vec![l]),
+            a.to_string(),
+        ),
         #[cfg(unix)]
         ListenAddr::Unix(path) => (
-            Listener::bind_unix(path, cfg.unix_socket_perms, cfg.backlog),
+            Listener::bind_unix(path, cfg.unix_socket_perms, cfg.backlog).map(|l| vec![l]),
             format!("unix:{path}"),
         ),
         #[cfg(not(unix))]
@@ -211,11 +221,10 @@ impl Listeners {
         let cfg = Config::from_dict(config)?;
         refuse_clamped_backlog(&cfg)?;
         crate::os::limits::ensure_fds(cfg.connection_limit);
-        let mut sockets = cfg
-            .listen
-            .iter()
-            .map(|addr| bind(addr, &cfg))
-            .collect::<PyResult<Vec<_>>>()?;
+        let mut sockets = Vec::new();
+        for addr in &cfg.listen {
+            sockets.extend(bind(addr, &cfg)?);
+        }
         sockets.extend(adopt(config, cfg.backlog)?);
         if sockets.is_empty() {
             return Err(PyValueError::new_err("listen: no address to listen on"));
@@ -223,7 +232,12 @@ impl Listeners {
         let views = Arc::new(ListenViews::new(&sockets, cfg.backlog));
         warn_clamped_backlog(&cfg, &views);
         let metrics = cfg.metrics.map(bind_metrics).transpose()?;
-        let effective = sockets.iter().map(|l| l.effective.clone()).collect();
+        // An address once, however many workers' sockets listen on it.
+        let effective = sockets
+            .iter()
+            .filter(|l| l.worker.is_none_or(|slot| slot == 0))
+            .map(|l| l.effective.clone())
+            .collect();
         Ok(Listeners {
             sockets: Mutex::new(Some(sockets)),
             effective,
@@ -294,11 +308,14 @@ impl Engine {
         crate::refresh_logging();
         let cfg = Config::from_dict(config)?;
         let listeners = listeners.borrow();
-        let Some(sockets) = listeners.sockets.lock().take() else {
+        let Some(mut sockets) = listeners.sockets.lock().take() else {
             return Err(PyRuntimeError::new_err(
                 "these listeners are already in use",
             ));
         };
+        // With reuse_port, the other workers' sockets are theirs: this
+        // process closes its copies (the parent keeps them open).
+        sockets.retain(|l| l.worker.is_none_or(|slot| slot == worker_slot));
         let region = Arc::clone(&listeners.reporter.region);
         let Some(stats) = StatsHandle::new(region, worker_slot) else {
             return Err(PyValueError::new_err(format!(

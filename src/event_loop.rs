@@ -15,6 +15,8 @@ use crate::conn::{Conn, Ctx, Next};
 use crate::handoff::queue::JobSender;
 use crate::handoff::{Completion, ConnId, Control, Garbage, Job, WorkerLink};
 use crate::net::listener::Listener;
+use crate::net::stream::Stream;
+use crate::net::{Peer, ServerPort};
 use crate::os::splice::Pipe;
 use crate::stats::endpoint::Endpoint;
 use crate::stats::listen::ListenViews;
@@ -30,6 +32,25 @@ const BODY_READ: usize = 256 * 1024;
 /// of the splice calls.
 const PIPE_SIZE: usize = 1 << 20;
 const LISTENER_BASE: usize = usize::MAX - 1 - 1024;
+/// On a socket shared with other worker processes, a loop holding more than
+/// this many connections above the least-loaded sibling leaves the rest of a
+/// burst to it (see `EventLoop::accept`)...
+const SHARE_SLACK: u64 = 1;
+/// ...and looks again this much later (see `Deferral`).
+const SHARE_DEFER: Duration = Duration::from_millis(5);
+
+/// Connections on a shared socket left to the sibling worker processes. When
+/// it is due, the loop goes on sharing if they accepted any meanwhile; if not,
+/// they get one more turn (the least-loaded may be waiting out a deferral of
+/// its own), then this loop takes all that is queued: a sibling that is
+/// stopped or stuck must not hold connections back.
+#[derive(Clone, Copy)]
+struct Deferral {
+    at: Instant,
+    /// What the siblings had accepted in all when it began.
+    accepted: u64,
+    again: bool,
+}
 
 /// How often deadlines are looked at: often enough for header_timeout to hold
 /// within a quarter of itself, at most once per 100 ms.
@@ -110,6 +131,8 @@ pub struct EventLoop {
     /// Accepting is paused at `connection_limit` (or after EMFILE) until this clears.
     paused: bool,
     accept_retry_at: Option<Instant>,
+    /// A burst on a shared socket left to the other workers (see `accept`).
+    deferred: Option<Deferral>,
     lingering: Vec<ConnId>,
     stopping_since: Option<Instant>,
     next_cleanup: Instant,
@@ -175,6 +198,7 @@ impl EventLoop {
             control,
             paused: false,
             accept_retry_at: None,
+            deferred: None,
             lingering: Vec::new(),
             stopping_since: None,
             next_cleanup,
@@ -204,7 +228,7 @@ impl EventLoop {
             for event in events.iter() {
                 match event.token() {
                     WAKER => self.control.waker.clear(),
-                    Token(t) if t >= LISTENER_BASE => self.accept(t - LISTENER_BASE),
+                    Token(t) if t >= LISTENER_BASE => self.accept(t - LISTENER_BASE, true),
                     token if self.endpoint.as_ref().is_some_and(|e| e.owns(token)) => {
                         if let Some(endpoint) = &mut self.endpoint {
                             endpoint.on_event(self.poll.registry(), token);
@@ -256,7 +280,8 @@ impl EventLoop {
         if !self.lingering.is_empty() || self.stopping_since.is_some() {
             timeout = timeout.min(Duration::from_millis(100));
         }
-        if let Some(at) = self.accept_retry_at {
+        let deferred = self.deferred.map(|d| d.at);
+        for at in [self.accept_retry_at, deferred].into_iter().flatten() {
             timeout = timeout.min(at.saturating_duration_since(now));
         }
         timeout.min(self.watch.next().saturating_duration_since(now))
@@ -304,10 +329,24 @@ impl EventLoop {
         }
     }
 
-    fn accept(&mut self, index: usize) {
+    /// Accepts what is queued on listener `index`. With `fair`, on a socket
+    /// whose one accept queue every worker process takes from, it stops once
+    /// this process holds more than `SHARE_SLACK` connections above the
+    /// least-loaded sibling: all of them are woken for a burst of new
+    /// connections, and the first to run would otherwise take the whole burst
+    /// (with wrk's 50 connections and workers=2, one worker took all 50). What
+    /// it leaves is looked at again after `SHARE_DEFER`.
+    fn accept(&mut self, index: usize, fair: bool) {
         if self.stopping_since.is_some() || self.paused {
             return;
         }
+        let shared = fair
+            && self.cfg.workers > 1
+            && self
+                .listeners
+                .get(index)
+                .is_some_and(|l| l.worker.is_none());
+        let mut share = shared.then(|| self.share().0).flatten();
         loop {
             if self.conns.len >= self.cfg.connection_limit {
                 // Logged once per episode by `Watch`.
@@ -315,28 +354,27 @@ impl EventLoop {
                 self.stats.limit_paused(true, self.now);
                 return;
             }
+            if share.is_some_and(|most| self.conns.len as u64 > most) {
+                // Read again before leaving the rest: siblings accept meanwhile,
+                // and two loops each leaving it to the other would leave it to no one.
+                let accepted;
+                (share, accepted) = self.share();
+                if share.is_some_and(|most| self.conns.len as u64 > most) {
+                    self.deferred.get_or_insert(Deferral {
+                        at: self.now + SHARE_DEFER,
+                        accepted,
+                        again: false,
+                    });
+                    return;
+                }
+            }
             let Some(listener) = self.listeners.get(index) else {
                 return;
             };
             match listener.accept() {
-                Ok((mut stream, peer)) => {
+                Ok((stream, peer)) => {
                     let server_port = listener.server_port.clone();
-                    let id = self.conns.next_id();
-                    if let Err(e) = self.poll.registry().register(
-                        &mut stream,
-                        Token(id.index as usize),
-                        Interest::READABLE | Interest::WRITABLE,
-                    ) {
-                        log::warn!(target: "maitre", "could not register a connection: {e}");
-                        self.conns.free.push(id.index as usize);
-                        continue;
-                    }
-                    self.conns
-                        .insert(Conn::new(stream, id, peer, server_port, &self.cfg));
-                    incr(&self.stats.lp.connections_accepted);
-                    incr(&self.stats.lp.connections_open);
-                    // Edge-triggered: data may have arrived before registration.
-                    self.with_conn(id, |conn, ctx| conn.on_event(ctx, true, true));
+                    self.admit(stream, peer, server_port, false);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if is_fd_exhaustion(&e) => {
@@ -359,13 +397,21 @@ impl EventLoop {
         }
     }
 
+    /// The most connections this loop should hold while siblings accept (the
+    /// least-loaded one's plus `SHARE_SLACK`; `None` with no sibling
+    /// accepting), and how many the siblings have accepted in all.
+    fn share(&self) -> (Option<u64>, u64) {
+        let (fewest, accepted) = self.stats.siblings();
+        (fewest.map(|n| n + SHARE_SLACK), accepted)
+    }
+
     fn resume_accepting(&mut self) {
         self.paused = false;
         self.accept_retry_at = None;
         self.stats.limit_paused(false, self.now);
         self.stats.lp.fd_paused.store(0, Ordering::Relaxed);
         for i in 0..self.listeners.len() {
-            self.accept(i);
+            self.accept(i, true);
         }
     }
 
@@ -411,12 +457,58 @@ impl EventLoop {
     fn begin_shutdown(&mut self) {
         self.stopping_since = Some(Instant::now());
         self.stats.lp.draining.store(1, Ordering::Relaxed);
+        for id in self.conns.ids() {
+            self.with_conn(id, |conn, _| conn.on_shutdown());
+        }
+        // The connections the kernel has queued are clients that connected
+        // before the stop, most with their request sent: served (one request,
+        // Connection: close) rather than reset when the socket closes, past
+        // connection_limit if need be (the backlog bounds them). One whose
+        // request has not arrived closes as idle ones do. What connects from
+        // now on is refused, or reset where another process holds the socket.
+        for index in 0..self.listeners.len() {
+            self.accept_queued(index);
+        }
         self.views.forget();
         for mut l in self.listeners.drain(..) {
             let _ = self.poll.registry().deregister(&mut l.socket);
         }
-        for id in self.conns.ids() {
-            self.with_conn(id, |conn, _| conn.on_shutdown());
+    }
+
+    /// Registers an accepted connection, counts it and reads what it sent.
+    fn admit(&mut self, mut stream: Stream, peer: Peer, server_port: ServerPort, at_stop: bool) {
+        let id = self.conns.next_id();
+        if let Err(e) = self.poll.registry().register(
+            &mut stream,
+            Token(id.index as usize),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            log::warn!(target: "maitre", "could not register a connection: {e}");
+            self.conns.free.push(id.index as usize);
+            return;
+        }
+        let mut conn = Conn::new(stream, id, peer, server_port, &self.cfg);
+        conn.queued_at_stop = at_stop;
+        self.conns.insert(conn);
+        incr(&self.stats.lp.connections_accepted);
+        incr(&self.stats.lp.connections_open);
+        // Edge-triggered: data may have arrived before registration.
+        self.with_conn(id, |conn, ctx| conn.on_event(ctx, true, true));
+    }
+
+    fn accept_queued(&mut self, index: usize) {
+        loop {
+            let Some(listener) = self.listeners.get(index) else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, peer)) => {
+                    let server_port = listener.server_port.clone();
+                    self.admit(stream, peer, server_port, true);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return,
+            }
         }
     }
 
@@ -425,6 +517,18 @@ impl EventLoop {
         if let Some(at) = self.accept_retry_at {
             if now >= at {
                 self.resume_accepting();
+            }
+        }
+        if let Some(due) = self.deferred.filter(|d| now >= d.at) {
+            self.deferred = None;
+            let progressed = self.share().1 > due.accepted;
+            let fair = progressed || !due.again;
+            for i in 0..self.listeners.len() {
+                self.accept(i, fair);
+            }
+            if let Some(next) = self.deferred.as_mut().filter(|_| !progressed) {
+                next.accepted = due.accepted;
+                next.again = true;
             }
         }
         if !self.lingering.is_empty() {

@@ -40,6 +40,48 @@ def test_a_response_that_starts_during_the_drain_closes_its_connection(serve):
     assert not s.thread.is_alive()
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the accept queue")
+def test_connections_queued_in_the_kernel_at_the_stop_are_served(serve):
+    """Clients that connected before the stop and sent a request, still in the listen
+    backlog (here: past connection_limit), get their response instead of a reset."""
+    release = threading.Event()
+
+    def app(environ, start_response):
+        release.wait(5)
+        start_response("200 OK", [("Content-Length", "4")])
+        return [b"done"]
+
+    s = serve(app, connection_limit=1, threads=1, graceful_timeout=10)
+    conns = [Conn(s.port) for _ in range(4)]
+    try:
+        for c in conns:
+            c.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert wait_for(lambda: s.server.stats()["listeners"][0]["queue_length"] == 3)
+        s.server.close()
+        # The next one is refused: the socket closed once the queue was taken.
+        assert wait_for(lambda: refused(s.port))
+        release.set()
+        for c in conns:
+            r = c.read_response()
+            assert (r.status, r.body) == (200, b"done")
+            assert r.connection_tokens() == ["close"], r.headers
+            c.assert_closed()
+    finally:
+        release.set()
+        for c in conns:
+            c.close()
+    s.thread.join(5)
+    assert not s.thread.is_alive()
+
+
+def refused(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
 def test_graceful_timeout_bounds_the_drain(serve):
     release = threading.Event()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import sys
 import typing
 import warnings
 
@@ -67,7 +68,7 @@ ENGINE_KEYS = {
     "header_timeout", "graceful_timeout",
     "strict_backlog", "access_log", "access_log_format", "metrics",
     "unix_socket_perms", "sockets", "proxy_protocol",
-    "max_request_line", "max_request_headers",
+    "max_request_line", "max_request_headers", "reuse_port",
 }
 INT_ENGINE_KEYS = {
     "workers", "threads", "backlog", "connection_limit", "channel_timeout", "cleanup_interval",
@@ -91,7 +92,8 @@ def local() -> dict:
 
 # Options of maitre's own, after waitress's, with their defaults.
 MAITRE_ONLY = {
-    "proxy_protocol": False, "workers": 1, "header_timeout": 10, "graceful_timeout": 30,
+    "proxy_protocol": False, "workers": 1, "reuse_port": False, "header_timeout": 10,
+    "graceful_timeout": 30,
     "strict_backlog": False, "access_log": False, "access_log_format": None, "metrics": None,
     "max_request_line": 8190, "max_request_headers": 1000,
 }
@@ -120,6 +122,36 @@ def test_workers_option():
     with pytest.raises(ValueError, match="workers"):
         Options(workers=0)
     assert Options(workers=2).engine_config()["workers"] == 2
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reuse_port is Linux only")
+def test_reuse_port_option():
+    assert Options(workers=2, reuse_port="on", **local()).engine_config()["reuse_port"] is True
+    # TCP beside a unix socket: the TCP address gets a socket per worker, the unix one is shared.
+    Options(workers=2, reuse_port=True, listen="127.0.0.1:0 unix:/tmp/x.sock")
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"workers": 1, "listen": "127.0.0.1:0"},
+     r"reuse_port needs workers > 1 \(got workers=1\)"),
+    ({"workers": 2, "unix_socket": "/tmp/x.sock"}, "reuse_port needs a TCP address in listen"),
+    ({"workers": 2, "listen": "unix:/tmp/a.sock unix:/tmp/b.sock"},
+     "reuse_port needs a TCP address in listen"),
+    ({"workers": 2, "sockets": [socket.socket()]}, "reuse_port may not be combined with sockets"),
+])
+def test_reuse_port_refuses_what_it_cannot_honour(kw, message):
+    if not sys.platform.startswith("linux"):
+        message = "reuse_port needs"
+    with pytest.raises(ValueError, match=message):
+        Options(reuse_port=True, **kw)
+    for sock in kw.get("sockets", []):
+        sock.close()
+
+
+def test_reuse_port_off_linux_is_refused(monkeypatch):
+    monkeypatch.setattr(sys, "platform", "darwin")
+    with pytest.raises(ValueError, match="reuse_port needs Linux .*does not spread connections"):
+        Options(workers=2, reuse_port=True, **local())
 
 
 @pytest.mark.parametrize("name", list(WAITRESS_DEFAULTS))
@@ -590,6 +622,7 @@ def test_engine_config_carries_given_values():
         trusted_proxy_headers="x-forwarded-for", log_untrusted_proxy_headers="on",
         clear_untrusted_proxy_headers="no", log_socket_errors="false", header_timeout="4",
         graceful_timeout="5", max_request_line="100", max_request_headers="20",
+        reuse_port="yes",
     ).engine_config()
     assert config == {
         "listen": [("127.0.0.1", 0)], "threads": 7, "backlog": 10, "connection_limit": 3,
@@ -604,7 +637,7 @@ def test_engine_config_carries_given_values():
         "strict_backlog": False, "access_log": False, "access_log_format": None,
         "metrics": None,
         "unix_socket_perms": 0o600, "sockets": [], "proxy_protocol": False,
-        "max_request_line": 100, "max_request_headers": 20,
+        "max_request_line": 100, "max_request_headers": 20, "reuse_port": True,
     }
 
 

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -142,3 +143,54 @@ def test_a_dead_worker_is_replaced_without_losing_requests(cluster):
     assert pids <= {second, replacement}
     proc.send_signal(signal.SIGINT)
     assert proc.wait(10) == 0, open(log.name).read()
+
+
+def keep_alive_pids(port: int, count: int) -> list:
+    """Opens ``count`` connections at once, then asks each which worker serves it."""
+    socks = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(count)]
+    try:
+        pids = []
+        for s in socks:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        for s in socks:
+            data = b""
+            while not data.endswith(b"}"):
+                chunk = s.recv(4096)
+                assert chunk, data
+                data += chunk
+            pids.append(json.loads(data.split(b"\r\n\r\n", 1)[1])["pid"])
+        return pids
+    finally:
+        for s in socks:
+            s.close()
+
+
+def both_serve(port: int, workers) -> None:
+    deadline = time.monotonic() + 30
+    while {get(port)["pid"] for _ in range(4)} != set(workers()):
+        assert time.monotonic() < deadline
+
+
+def test_a_burst_of_connections_is_shared_by_the_workers(cluster):
+    """Every worker is woken for new connections on the shared socket and the first
+    to run took the whole burst (50 of wrk's 50 connections to one worker of two);
+    now a worker leaves connections to a sibling holding fewer."""
+    proc, port, workers, log = cluster
+    both_serve(port, workers)
+    pids = keep_alive_pids(port, 40)
+    counts = sorted(pids.count(pid) for pid in set(pids))
+    assert len(counts) == 2 and counts[0] >= 10, f"connections per worker: {counts}"
+
+
+def test_a_stopped_worker_does_not_hold_connections_back(cluster):
+    """A worker leaves connections to a sibling holding fewer, but not for long when the
+    sibling takes none: stopped, the other worker serves them all."""
+    proc, port, workers, log = cluster
+    both_serve(port, workers)
+    stopped, running = workers()
+    os.kill(stopped, signal.SIGSTOP)
+    try:
+        time.sleep(0.2)  # SIGSTOP takes effect asynchronously
+        assert keep_alive_pids(port, 20) == [running] * 20
+    finally:
+        os.kill(stopped, signal.SIGCONT)

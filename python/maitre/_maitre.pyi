@@ -4,12 +4,15 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, TypedDi
 
 __version__: str
 
-class ListenerStats(TypedDict):
+class _ListenerStats(TypedDict):
     address: str
     kind: str  # "tcp"
     backlog_requested: int
     backlog_effective: Optional[int]  # read back from the socket (Linux), else min(requested, somaxconn)
     queue_length: Optional[int]  # connections waiting to be accepted now (Linux)
+
+class ListenerStats(_ListenerStats, total=False):
+    worker: int  # with reuse_port: the worker process whose own socket (and queue) this is
 
 class ConnectionStats(TypedDict):
     open: int

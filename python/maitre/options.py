@@ -567,6 +567,16 @@ OPTIONS: Tuple[Option, ...] = (
         _E, "Tuning",
     ),
     Option(
+        "reuse_port", _BOOL, False,
+        "maitre only, Linux, with workers > 1: each worker process gets its own listening "
+        "socket on every TCP address (SO_REUSEPORT), and the kernel spreads new "
+        "connections over the workers' accept queues by a hash of their addresses, "
+        "instead of all workers taking from one shared queue. The parent binds them all "
+        "before fork and keeps them, so a worker that dies loses no queued connection. "
+        "Unix sockets and sockets= stay shared.",
+        _E, "Tuning",
+    ),
+    Option(
         "header_timeout", _POSITIVE, 10,
         "maitre only: seconds a client has to send a whole request head (counted from "
         "accept, or from the first byte of a later request on a kept-alive connection), "
@@ -578,8 +588,9 @@ OPTIONS: Tuple[Option, ...] = (
     Option(
         "graceful_timeout", _NON_NEGATIVE, 30,
         "maitre only: seconds a stop (SIGTERM, SIGINT, close()) waits for requests already "
-        "received to finish (their responses carry Connection: close; idle connections "
-        "close at once) before closing what is left; the same signal again stops at once.",
+        "received, or sent on connections queued in the listen backlog, to finish (their "
+        "responses carry Connection: close; idle connections close at once) before "
+        "closing what is left; the same signal again stops at once.",
         _E, "Tuning",
     ),
     Option(
@@ -764,6 +775,7 @@ class Options:
     server_name: str
     proxy_protocol: bool
     workers: int
+    reuse_port: bool
     header_timeout: int
     graceful_timeout: int
     strict_backlog: bool
@@ -831,10 +843,39 @@ class Options:
             if self.sockets:
                 raise ValueError("sockets needs a Unix system; listen on addresses instead")
         self.metrics_listen = None
+        self._check_reuse_port()
         if self.metrics is not None:
             self.metrics_listen = resolve_listen(
                 [self.metrics], 9100, self.ipv4, self.ipv6, option_name="metrics"
             )[0]
+
+    def _check_reuse_port(self) -> None:
+        """reuse_port only where it can do what it says: several workers, Linux, and a
+        TCP address that maitre binds."""
+        if not self.reuse_port:
+            return
+        if self.workers < 2:
+            raise ValueError(
+                f"reuse_port needs workers > 1 (got workers={self.workers}): it gives each "
+                "worker process its own accept queue, and one process has one already"
+            )
+        if not sys.platform.startswith("linux"):
+            raise ValueError(
+                f"reuse_port needs Linux (this is {sys.platform}): elsewhere SO_REUSEPORT "
+                "does not spread connections over the workers; leave it off and the "
+                "workers share one accept queue"
+            )
+        if self.sockets:
+            raise ValueError(
+                "reuse_port may not be combined with sockets (given, or passed by systemd "
+                "socket activation): it binds one socket per worker on the addresses in "
+                "listen, and sockets bound elsewhere are shared as they are"
+            )
+        if not any(host != "unix" for host, _ in self.listen):
+            raise ValueError(
+                "reuse_port needs a TCP address in listen: unix sockets are always shared "
+                "by the workers"
+            )
 
     def _check_proxy_options(self) -> None:
         """waitress's rules for the proxy options, with its defaults filled in."""

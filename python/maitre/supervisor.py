@@ -11,10 +11,14 @@ A worker dies with its parent however the parent dies: on Linux the kernel
 sends it SIGTERM (``PR_SET_PDEATHSIG``), elsewhere it watches a pipe whose
 write end only the parent holds.
 
-The sockets are bound once, before fork, rather than once per worker with
-``SO_REUSEPORT``: the accept queue then belongs to the shared socket, so a
-worker that dies takes no queued connection with it, port 0 works, and it
-behaves the same on every Unix (``SO_REUSEPORT`` balances only on Linux).
+The sockets are bound once, before fork: by default every worker takes from
+the shared socket's one accept queue, so a worker that dies takes no queued
+connection with it, port 0 works, and it behaves the same on every Unix.  With
+``reuse_port`` (Linux) the parent binds, also before fork, one socket per worker
+on each TCP address in one ``SO_REUSEPORT`` group, and worker ``i`` serves
+socket ``i`` (its replacement too): the kernel spreads connections over the
+workers' own queues, and since the parent keeps every socket open, a dead
+worker's queue waits for its replacement instead of being reset.
 """
 
 from __future__ import annotations

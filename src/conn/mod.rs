@@ -182,6 +182,9 @@ pub struct Conn {
     pub server_port: ServerPort,
     pub shared: Arc<ConnShared>,
     pub last_activity: Instant,
+    /// Accepted from the kernel's queue as the server stopped: its first
+    /// request, if already sent, is still served (see `EventLoop::begin_shutdown`).
+    pub queued_at_stop: bool,
     /// By when the client must have sent a whole request head (from accept,
     /// or from the first byte of a later request), or the first byte of a
     /// body the app asked for: `header_timeout` after those points, so
@@ -239,6 +242,7 @@ impl Conn {
             server_port,
             shared: Arc::new(ConnShared::default()),
             last_activity: Instant::now(),
+            queued_at_stop: false,
             deadline: Some(Instant::now() + cfg.header_timeout),
             seq: 0,
             inbuf: Vec::new(),
@@ -616,8 +620,10 @@ impl Conn {
         loop {
             match &mut self.phase {
                 Phase::Head => {
-                    // While stopping, no new request starts (see `on_shutdown`).
-                    if self.inbuf.is_empty() || self.held_back(ctx.cfg) || ctx.stopping {
+                    // While stopping, no new request starts (see `on_shutdown`)
+                    // but the first of a connection accepted at the stop.
+                    let may_start = !ctx.stopping || (self.queued_at_stop && self.seq == 0);
+                    if self.inbuf.is_empty() || self.held_back(ctx.cfg) || !may_start {
                         return;
                     }
                     if self.proxy_header_due {
@@ -871,6 +877,7 @@ mod tests {
             multiprocess: false,
             workers: 1,
             strict_backlog: false,
+            reuse_port: false,
             metrics: None,
             access_log: None,
             proxy: Default::default(),

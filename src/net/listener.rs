@@ -21,6 +21,9 @@ pub struct Listener {
     pub server_port: ServerPort,
     /// Where it listens, for `effective_listen`.
     pub effective: (String, Port),
+    /// With `reuse_port`: the worker slot whose socket this is (the others
+    /// serve their own). `None`: every worker serves it.
+    pub worker: Option<usize>,
     /// A socket the caller bound (`sockets=`): its blocking mode to give back.
     #[cfg(unix)]
     borrowed: Option<Borrowed>,
@@ -78,29 +81,75 @@ impl Listener {
 /// A bare TCP listener, bound as `Listener::bind` binds (the metrics
 /// endpoint's, which serves no app).
 pub fn bind_tcp(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
-    let socket = bind_tcp_socket(addr, backlog)?;
+    let socket = bound_tcp_socket(addr, false)?;
+    socket.listen(backlog)?;
     socket.set_nonblocking(true)?;
     Ok(TcpListener::from_std(socket.into()))
 }
 
-fn bind_tcp_socket(addr: SocketAddr, backlog: i32) -> io::Result<Socket> {
+/// A TCP socket bound to `addr` as waitress binds: address reuse on Unix (a
+/// restart must not wait out TIME_WAIT), v6 sockets v6-only so `[::]` and
+/// `0.0.0.0` can both be bound on one port; with `reuse_port`, in the
+/// port's `SO_REUSEPORT` group (Linux only).
+fn bound_tcp_socket(addr: SocketAddr, reuse_port: bool) -> io::Result<Socket> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     #[cfg(unix)]
     socket.set_reuse_address(true)?;
+    if reuse_port {
+        #[cfg(target_os = "linux")]
+        socket.set_reuse_port(true)?;
+        // Elsewhere SO_REUSEPORT does not spread connections (the options refuse it).
+        #[cfg(not(target_os = "linux"))]
+        return Err(io::ErrorKind::Unsupported.into());
+    }
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
     socket.bind(&addr.into())?;
-    socket.listen(backlog)?;
     Ok(socket)
 }
 
 impl Listener {
-    /// Binds `addr` and listens with `backlog`, as waitress does: address reuse
-    /// on Unix (a restart must not wait out TIME_WAIT), v6 sockets v6-only so
-    /// `[::]` and `0.0.0.0` can both be bound on one port.
+    /// Binds `addr` and listens with `backlog` (see `bound_tcp_socket`).
     pub fn bind(addr: SocketAddr, backlog: i32) -> io::Result<Listener> {
-        Self::tcp(bind_tcp_socket(addr, backlog)?)
+        let socket = bound_tcp_socket(addr, false)?;
+        socket.listen(backlog)?;
+        Self::tcp(socket)
+    }
+
+    /// `workers` listening sockets on `addr`, each with its own accept queue of
+    /// `backlog`, in one `SO_REUSEPORT` group: the kernel spreads new
+    /// connections over them by a hash of their addresses, and worker `i`
+    /// serves socket `i` (`reuse_port`).
+    ///
+    /// All are made here, in the parent before fork, rather than each in its
+    /// worker: the parent keeps every one open, so a worker that dies or stops
+    /// takes no queued connection with it (closing a listener resets its
+    /// queue unless `net.ipv4.tcp_migrate_req` is set) and its replacement
+    /// inherits the queue; a port in use or a bad address fails the start, not
+    /// a worker; and the parent can read every queue for `stats()`.
+    pub fn bind_group(addr: SocketAddr, backlog: i32, workers: usize) -> io::Result<Vec<Listener>> {
+        // First an ordinary bind: a port already in use fails it with
+        // EADDRINUSE even when the holder is another SO_REUSEPORT group of
+        // this user (which the sockets below would join, silently splitting
+        // its traffic with it), and port 0 picks the group's port. It is
+        // dropped at once, not kept to hold the port: a bound socket without
+        // SO_REUSEPORT keeps the group's sockets from binding; the group's
+        // listening sockets hold the port from then on.
+        let port = match bound_tcp_socket(addr, false)?.local_addr()?.as_socket() {
+            Some(bound) => bound.port(),
+            None => addr.port(),
+        };
+        let addr = SocketAddr::new(addr.ip(), port);
+        (0..workers)
+            .map(|slot| {
+                let socket = bound_tcp_socket(addr, true)?;
+                socket.listen(backlog)?;
+                let mut listener = Self::tcp(socket)?;
+                listener.worker = Some(slot);
+                Ok(listener)
+            })
+            .collect()
     }
 
     fn tcp(socket: Socket) -> io::Result<Listener> {
@@ -111,6 +160,7 @@ impl Listener {
             socket: ListenSocket::Tcp(TcpListener::from_std(std_listener)),
             server_port: ServerPort::Tcp(addr.port()),
             effective: (addr.ip().to_string(), Port::Number(addr.port())),
+            worker: None,
             #[cfg(unix)]
             borrowed: None,
         })
@@ -140,6 +190,7 @@ impl Listener {
             socket: ListenSocket::Unix(UnixListener::from_std(std_listener)),
             server_port: ServerPort::Unix(Arc::from(path)),
             effective: ("unix".to_owned(), Port::Path(path.to_owned())),
+            worker: None,
             borrowed: None,
         })
     }
@@ -318,6 +369,29 @@ mod tests {
             .expect("refused");
         assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
         assert_eq!(std::fs::read(&path).unwrap(), b"data");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_reuseport_group_shares_one_port_and_refuses_a_taken_one() {
+        let group = Listener::bind_group("127.0.0.1:0".parse().unwrap(), 8, 3).unwrap();
+        let ports: Vec<_> = group.iter().map(|l| l.server_port.clone()).collect();
+        assert!(ports
+            .iter()
+            .all(|p| *p == ports[0] && *p != ServerPort::Tcp(0)));
+        assert_eq!(
+            group.iter().map(|l| l.worker).collect::<Vec<_>>(),
+            [Some(0), Some(1), Some(2)]
+        );
+        // Taken, by this group too: a second group must not join it.
+        let ServerPort::Tcp(port) = ports[0] else {
+            panic!("a TCP port")
+        };
+        let again = Listener::bind_group(SocketAddr::from(([127, 0, 0, 1], port)), 8, 2);
+        assert_eq!(
+            again.err().map(|e| e.kind()),
+            Some(io::ErrorKind::AddrInUse)
+        );
     }
 
     #[test]

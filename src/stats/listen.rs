@@ -108,6 +108,8 @@ pub struct ListenerInfo {
     /// `ip:port`, `[ip6]:port` or `unix:PATH`.
     pub address: String,
     pub kind: &'static str,
+    /// With `reuse_port`: the worker whose own socket this is.
+    pub worker: Option<usize>,
     pub backlog_requested: i32,
     /// The backlog in force, read back from the socket where the OS tells,
     /// else what `somaxconn` leaves of the request.
@@ -118,6 +120,7 @@ pub struct ListenerInfo {
 struct View {
     address: String,
     kind: &'static str,
+    worker: Option<usize>,
     #[cfg(target_os = "linux")]
     fd: std::os::fd::RawFd,
 }
@@ -138,6 +141,7 @@ impl ListenViews {
             .map(|l| View {
                 address: l.shown(),
                 kind: l.kind(),
+                worker: l.worker,
                 #[cfg(target_os = "linux")]
                 fd: l.raw_fd(),
             })
@@ -169,6 +173,7 @@ impl ListenViews {
                 ListenerInfo {
                     address: v.address.clone(),
                     kind: v.kind,
+                    worker: v.worker,
                     backlog_requested: self.backlog,
                     backlog_effective: Some(
                         kernel.map_or(clamped, |(_, b)| i32::try_from(b).unwrap_or(i32::MAX)),

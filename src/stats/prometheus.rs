@@ -6,6 +6,7 @@
 use std::fmt::Write as _;
 
 use super::histogram::BOUNDS_MICROS;
+use super::listen::ListenerInfo;
 use super::report::{seconds, Report};
 use super::{HistSnapshot, Snapshot};
 
@@ -227,7 +228,11 @@ fn histogram(out: &mut Out, name: &str, l: &str, h: &HistSnapshot) {
 }
 
 fn listen_metrics(out: &mut Out, r: &Report) {
-    let listener = |addr: &str| format!("listener=\"{}\"", label_value(addr));
+    // With reuse_port each worker has its own socket on an address: labelled.
+    let listener = |l: &ListenerInfo| match l.worker {
+        Some(w) => format!("listener=\"{}\",worker=\"{w}\"", label_value(&l.address)),
+        None => format!("listener=\"{}\"", label_value(&l.address)),
+    };
     out.family(
         "maitre_listen_backlog",
         "gauge",
@@ -235,7 +240,7 @@ fn listen_metrics(out: &mut Out, r: &Report) {
     );
     for l in &r.listeners {
         if let Some(b) = l.backlog_effective {
-            out.sample("maitre_listen_backlog", &listener(&l.address), b);
+            out.sample("maitre_listen_backlog", &listener(l), b);
         }
     }
     out.family(
@@ -246,7 +251,7 @@ fn listen_metrics(out: &mut Out, r: &Report) {
     for l in &r.listeners {
         out.sample(
             "maitre_listen_backlog_requested",
-            &listener(&l.address),
+            &listener(l),
             l.backlog_requested,
         );
     }
@@ -257,7 +262,7 @@ fn listen_metrics(out: &mut Out, r: &Report) {
     );
     for l in &r.listeners {
         if let Some(q) = l.queue_length {
-            out.sample("maitre_listen_queue_length", &listener(&l.address), q);
+            out.sample("maitre_listen_queue_length", &listener(l), q);
         }
     }
     if let Some(drops) = r.host_overflows {

@@ -109,6 +109,28 @@ impl StatsHandle {
     pub fn slot(&self) -> usize {
         self.slot
     }
+
+    /// The other worker processes that accept now (started, not stopping,
+    /// not paused at their limit or for file descriptors): the fewest
+    /// connections open in one of them (`None` if there is none), and how
+    /// many they have accepted in all.
+    pub fn siblings(&self) -> (Option<u64>, u64) {
+        let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        let accepting = self.region.slots().iter().enumerate().filter(|&(i, s)| {
+            i != self.slot
+                && load(&s.pid) != 0
+                && load(&s.lp.draining) == 0
+                && load(&s.lp.paused_since) == 0
+                && load(&s.lp.fd_paused) == 0
+        });
+        accepting.fold((None, 0), |(fewest, accepted), (_, s)| {
+            let open = load(&s.lp.connections_open);
+            (
+                Some(fewest.map_or(open, |f: u64| f.min(open))),
+                accepted + load(&s.lp.connections_accepted),
+            )
+        })
+    }
 }
 
 impl Deref for StatsHandle {

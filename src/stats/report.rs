@@ -90,8 +90,12 @@ impl Report {
             .listeners
             .iter()
             .map(|l| {
+                // "worker" only with reuse_port, where each worker has its own.
+                let worker = l
+                    .worker
+                    .map_or_else(String::new, |w| format!(r#""worker":{w},"#));
                 format!(
-                    r#"{{"address":"{}","kind":"{}","backlog_requested":{},"backlog_effective":{},"queue_length":{}}}"#,
+                    r#"{{"address":"{}","kind":"{}",{worker}"backlog_requested":{},"backlog_effective":{},"queue_length":{}}}"#,
                     json_string_body(&l.address),
                     l.kind,
                     l.backlog_requested,
