@@ -52,6 +52,11 @@ struct Deferral {
     again: bool,
 }
 
+/// At a stop, how long a fresh connection (or a head still arriving) may
+/// take to send its one last request: its client connected before the stop
+/// and may be writing it right now (a proxy writes just after the handshake).
+const STOP_GRACE: Duration = Duration::from_secs(1);
+
 /// How often deadlines are looked at: often enough for header_timeout to hold
 /// within a quarter of itself, at most once per 100 ms.
 fn deadline_sweep(cfg: &Config) -> Duration {
@@ -457,14 +462,15 @@ impl EventLoop {
     fn begin_shutdown(&mut self) {
         self.stopping_since = Some(Instant::now());
         self.stats.lp.draining.store(1, Ordering::Relaxed);
+        let grace = self.now + STOP_GRACE;
         for id in self.conns.ids() {
-            self.with_conn(id, |conn, _| conn.on_shutdown());
+            self.with_conn(id, |conn, _| conn.on_shutdown(grace));
         }
         // The connections the kernel has queued are clients that connected
         // before the stop, most with their request sent: served (one request,
         // Connection: close) rather than reset when the socket closes, past
-        // connection_limit if need be (the backlog bounds them). One whose
-        // request has not arrived closes as idle ones do. What connects from
+        // connection_limit if need be (the backlog bounds them); one whose
+        // request has not arrived has STOP_GRACE to send it. What connects from
         // now on is refused, or reset where another process holds the socket.
         for index in 0..self.listeners.len() {
             self.accept_queued(index);
@@ -488,7 +494,9 @@ impl EventLoop {
             return;
         }
         let mut conn = Conn::new(stream, id, peer, server_port, &self.cfg);
-        conn.queued_at_stop = at_stop;
+        if at_stop {
+            let _ = conn.on_shutdown(self.now + STOP_GRACE);
+        }
         self.conns.insert(conn);
         incr(&self.stats.lp.connections_accepted);
         incr(&self.stats.lp.connections_open);

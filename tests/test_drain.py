@@ -1,5 +1,6 @@
 """A graceful drain (issue 14): on a stop, requests already received finish with
-`Connection: close`, idle connections close at once, `graceful_timeout` bounds the
+`Connection: close`, idle connections close at once (a fresh one may still send
+its request for a second), `graceful_timeout` bounds the
 wait, and systemd hears READY=1 and STOPPING=1."""
 
 from __future__ import annotations
@@ -38,6 +39,42 @@ def test_a_response_that_starts_during_the_drain_closes_its_connection(serve):
         c.assert_closed()
     s.thread.join(5)
     assert not s.thread.is_alive()
+
+
+def test_a_fresh_connection_at_the_stop_may_still_send_its_request(serve):
+    """A proxy writes its request just after the handshake: a connection accepted
+    before the stop that has sent nothing yet (or half a head) is not closed under
+    it, but gets its one request served; an idle keep-alive connection closes."""
+    s = serve(simple_app(), graceful_timeout=10)
+    with Conn(s.port) as fresh, Conn(s.port) as partial, Conn(s.port) as idle:
+        idle.send(b"GET /__ping HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert idle.read_response().status == 200
+        partial.send(b"GET /half HTTP/1.1\r\nHo")
+        assert wait_for(lambda: s.server.stats()["connections"]["open"] == 3)
+        s.server.close()
+        idle.assert_closed()
+        time.sleep(0.2)
+        fresh.send(b"GET /late HTTP/1.1\r\nHost: t\r\n\r\n")
+        partial.send(b"st: t\r\n\r\n")
+        for c in (fresh, partial):
+            r = c.read_response()
+            assert r.status == 200, r
+            assert r.connection_tokens() == ["close"], r.headers
+            c.assert_closed()
+    s.thread.join(5)
+    assert not s.thread.is_alive()
+
+
+def test_a_fresh_connection_that_sends_nothing_holds_the_stop_one_second(serve):
+    s = serve(simple_app(), graceful_timeout=10)
+    with Conn(s.port) as silent:
+        assert wait_for(lambda: s.server.stats()["connections"]["open"] == 1)
+        t0 = time.monotonic()
+        s.server.close()
+        silent.assert_closed()
+        s.thread.join(5)
+        assert not s.thread.is_alive()
+        assert 0.9 < time.monotonic() - t0 < 3.5
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the accept queue")

@@ -182,9 +182,11 @@ pub struct Conn {
     pub server_port: ServerPort,
     pub shared: Arc<ConnShared>,
     pub last_activity: Instant,
-    /// Accepted from the kernel's queue as the server stopped: its first
-    /// request, if already sent, is still served (see `EventLoop::begin_shutdown`).
-    pub queued_at_stop: bool,
+    /// No request has started on it yet (see `on_shutdown`).
+    fresh: bool,
+    /// While stopping, it may still start one request: a fresh connection or
+    /// one whose head is arriving, whose client has a request on the way.
+    pub one_more: bool,
     /// By when the client must have sent a whole request head (from accept,
     /// or from the first byte of a later request), or the first byte of a
     /// body the app asked for: `header_timeout` after those points, so
@@ -242,7 +244,8 @@ impl Conn {
             server_port,
             shared: Arc::new(ConnShared::default()),
             last_activity: Instant::now(),
-            queued_at_stop: false,
+            fresh: true,
+            one_more: false,
             deadline: Some(Instant::now() + cfg.header_timeout),
             seq: 0,
             inbuf: Vec::new(),
@@ -315,10 +318,19 @@ impl Conn {
         }
     }
 
-    /// The server is stopping: requests not yet handed to the app are dropped,
-    /// and a deferred body the app has not asked for is no longer invited.
-    pub fn on_shutdown(&mut self) -> Next {
+    /// The server is stopping: an idle keep-alive connection closes (its
+    /// client may retry on another: RFC 9112 9.3.1); a fresh connection or a
+    /// head still arriving may finish its one request until `grace` (its
+    /// client cannot tell that the close came before its request was read);
+    /// a body not yet handed to the app is dropped, and a deferred body the
+    /// app has not asked for is no longer invited.
+    pub fn on_shutdown(&mut self, grace: Instant) -> Next {
         match &mut self.phase {
+            Phase::Head if self.out.is_empty() && (self.fresh || !self.inbuf.is_empty()) => {
+                self.one_more = true;
+                self.deadline = self.deadline.map(|d| d.min(grace));
+                Next::Keep
+            }
             Phase::Head | Phase::Body { .. } if self.out.is_empty() => Next::Close,
             Phase::InFlight {
                 body: body @ Some(_),
@@ -495,7 +507,11 @@ impl Conn {
                 _ => self.phase = Phase::Closing,
             }
         }
-        if ctx.stopping && matches!(self.phase, Phase::Head) && self.out.is_empty() {
+        if ctx.stopping
+            && matches!(self.phase, Phase::Head)
+            && self.out.is_empty()
+            && !self.one_more
+        {
             return Next::Close;
         }
         if matches!(self.phase, Phase::Closing) && self.out.is_empty() {
@@ -620,9 +636,9 @@ impl Conn {
         loop {
             match &mut self.phase {
                 Phase::Head => {
-                    // While stopping, no new request starts (see `on_shutdown`)
-                    // but the first of a connection accepted at the stop.
-                    let may_start = !ctx.stopping || (self.queued_at_stop && self.seq == 0);
+                    // While stopping, no new request starts but the one
+                    // `on_shutdown` let finish.
+                    let may_start = !ctx.stopping || self.one_more;
                     if self.inbuf.is_empty() || self.held_back(ctx.cfg) || !may_start {
                         return;
                     }
@@ -769,6 +785,7 @@ impl Conn {
     fn dispatch(&mut self, ctx: &mut Ctx, head: RequestHead, body: JobBody) {
         let keep_alive = head.keep_alive && !ctx.stopping;
         self.seq = self.seq.wrapping_add(1);
+        (self.fresh, self.one_more) = (false, false);
         // Reused per connection: no allocation per request once it has grown.
         self.request_line.clear();
         for part in [head.method(), b" ", head_target(&head)] {
@@ -1129,7 +1146,11 @@ mod tests {
             "held back: the client reads nothing"
         );
         rig.stopping = true;
-        assert_eq!(rig.conn.on_shutdown(), Next::Keep, "output still to send");
+        assert_eq!(
+            rig.conn.on_shutdown(Instant::now()),
+            Next::Keep,
+            "output still to send"
+        );
         let mut got = 0;
         let mut buf = vec![0; 1 << 16];
         let next = loop {
