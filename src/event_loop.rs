@@ -180,6 +180,7 @@ impl EventLoop {
             )?),
             None => None,
         };
+        let watch = Watch::new(Instant::now(), &views);
         Ok(EventLoop {
             poll,
             listeners,
@@ -191,7 +192,7 @@ impl EventLoop {
             stats,
             views,
             endpoint,
-            watch: Watch::new(Instant::now()),
+            watch,
             jobs: Some(jobs),
             completions,
             garbage,
