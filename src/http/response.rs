@@ -299,6 +299,17 @@ pub fn simple_response(
     detail: &str,
     ident: Option<&str>,
 ) -> Vec<u8> {
+    simple_response_sized(version, code, reason, detail, ident).0
+}
+
+/// `simple_response` and the length of its body (for the access log).
+pub fn simple_response_sized(
+    version: Version,
+    code: u16,
+    reason: &str,
+    detail: &str,
+    ident: Option<&str>,
+) -> (Vec<u8>, u64) {
     let body = format!("{reason}\r\n\r\n{detail}\r\n");
     // Server-made: the reasons and header values are ASCII, written as they are.
     let mut head = ResponseHead::open(version, code);
@@ -325,7 +336,7 @@ pub fn simple_response(
     let mut enc = ResponseEncoder::start(&mut out, req, head, None, ident);
     enc.body(&mut out, body.as_bytes());
     enc.finish(&mut out);
-    out
+    (out, body.len() as u64)
 }
 
 pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
@@ -598,5 +609,8 @@ mod tests {
         assert!(t.contains("Connection: close\r\n"));
         assert!(t.contains("Content-Length: 20\r\n"), "{t}");
         assert!(t.ends_with("\r\n\r\nBad Request\r\n\r\nwhy\r\n"));
+        let (same, body) =
+            simple_response_sized(Version::Http11, 400, "Bad Request", "why", Some("maitre"));
+        assert_eq!((same.len(), body), (r.len(), 20));
     }
 }
