@@ -270,7 +270,7 @@ impl RefusedLog {
 
     /// A worker's side, with the GIL held: logs every queued record.
     pub fn emit(&self, format: &AccessFormat) {
-        self.report_loss();
+        self.report_loss(false);
         if self.rx.is_empty() {
             return;
         }
@@ -299,20 +299,23 @@ impl RefusedLog {
         }
     }
 
-    fn report_loss(&self) {
+    /// Logs how many records were dropped, at most once per `LOSS_QUIET`
+    /// unless `now_or_never` (the workers are leaving).
+    pub fn report_loss(&self, now_or_never: bool) {
         if self.lost.load(Relaxed) == 0 {
             return;
         }
         let mut last = self.lost_logged.lock();
         let now = Instant::now();
-        if last.is_some_and(|t| now.duration_since(t) < LOSS_QUIET) {
+        if !now_or_never && last.is_some_and(|t| now.duration_since(t) < LOSS_QUIET) {
             return;
         }
         *last = Some(now);
         log::warn!(
             target: "maitre",
             "{} access log line(s) for requests the server refused itself were not written: \
-             too many came in while every worker thread was busy",
+             they came faster than the worker threads could write them (busy in the app, \
+             or the log's handlers too slow)",
             self.lost.swap(0, Relaxed)
         );
     }

@@ -87,7 +87,8 @@ fn run(shared: &WorkerShared) {
                 });
             }
         }
-        // What the loop refused while stopping.
+        // What the loop refused while stopping, and what was lost.
         chores();
+        shared.refused.report_loss(true);
     });
 }
