@@ -123,9 +123,10 @@ def test_app_error_is_logged_as_500(serve, caplog):
         raise RuntimeError("boom")
 
     with caplog.at_level(logging.INFO, logger=ACCESS):
-        r = serve(broken, access_log=True, access_log_format='"%(r)s" %(s)s')
-        raw(r.port, b"GET /boom HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
-        assert one_line(caplog) == '"GET /boom HTTP/1.1" 500'
+        r = serve(broken, access_log=True, access_log_format='"%(r)s" %(s)s %(b)s')
+        reply = raw(r.port, b"GET /boom HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        # The bytes of the error body maitre sent in the app's place.
+        assert one_line(caplog) == f'"GET /boom HTTP/1.1" 500 {content_length(reply)}'
 
 
 def test_off_by_default_logs_nothing(serve, caplog):

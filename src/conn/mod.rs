@@ -19,7 +19,7 @@ use crate::handoff::{
 use crate::http::body::{BodyDecoder, BodyReader, Spool};
 use crate::http::parse::{parse_head, BodyFraming, RequestHead};
 use crate::http::proxy_protocol::{self, Header};
-use crate::http::response::{simple_response_sized, CONTINUE};
+use crate::http::response::{simple_response, CONTINUE};
 use crate::http::{RequestError, Version};
 use crate::net::stream::Stream;
 use crate::net::{socket_error, Peer, ServerPort};
@@ -805,7 +805,7 @@ impl Conn {
         incr(&ctx.stats.lp.bad_requests);
         ctx.stats.count_status(code);
         log::debug!(target: "maitre", "{} from {}: {}", code, self.peer, e.detail());
-        let (response, body_bytes) = simple_response_sized(
+        let (response, body_bytes) = simple_response(
             Version::Http11,
             code,
             reason,
