@@ -37,7 +37,7 @@ class RequestStats(TypedDict):
     waiting: int  # for a worker thread
     oldest_wait_seconds: float
     in_app: int
-    by_status: Dict[str, int]  # "1xx" .. "5xx", the server's own 400/413/431 included
+    by_status: Dict[str, int]  # "1xx" .. "5xx", the answers the server makes itself (400, 408, 413, 414, 431...) included
     bad_requests: int
     app_errors: int
     bytes_in: int

@@ -92,7 +92,7 @@ fn process_metrics(out: &mut Out, prefix: &str, sets: &[(String, &Snapshot)], r:
         ),
         (
             "bad_requests_total",
-            "Requests refused by the server (400, 413, 431).",
+            "Requests the server answered itself, without the app (400, 408, 413, 414, 431...).",
             |s| s.bad_requests,
         ),
         (
