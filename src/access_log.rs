@@ -2,6 +2,11 @@
 //! format language, formatted here on the worker and emitted through pyo3-log
 //! as one record on the Python logger `maitre.access`.
 //!
+//! Requests the event loop answers itself (a bad head, a body too large, a
+//! head that timed out) get a line too, without the loop taking the GIL for
+//! them: it queues a `Refused` record on `RefusedLog`, and a worker thread
+//! formats and logs it between jobs, as a chore (see `handoff::queue`).
+//!
 //! pyo3-log rather than calling `logging.getLogger("maitre.access").info`: it
 //! checks the level from its cache without calling Python (a disabled logger
 //! costs only the formatting we skip) and builds the record with `makeRecord`,
@@ -9,10 +14,16 @@
 //! through Python's handlers, filters and formatters like any other.
 
 use std::fmt::Write;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::Mutex;
 
 use crate::http::date::civil_from_days;
 use crate::http::parse::{trim, RequestHead};
+use crate::net::Peer;
 
 /// Apache's combined format, the default.
 pub const COMBINED: &str = r#"%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s""#;
@@ -67,10 +78,40 @@ pub struct AccessFormat {
     parts: Vec<Part>,
 }
 
+/// What the log can show of a request.
+#[derive(Clone, Copy)]
+pub enum Request<'a> {
+    Head(&'a RequestHead),
+    /// A head refused before it was whole and valid: its first line, as far
+    /// as it came (maybe empty).
+    Unparsed(&'a [u8]),
+}
+
+impl<'a> Request<'a> {
+    /// (method, target, protocol) where they are known: an unparsed line
+    /// only when it splits into exactly three words.
+    fn line(self) -> Option<(&'a [u8], &'a [u8], &'a [u8])> {
+        match self {
+            Request::Head(h) => Some((h.method(), h.target(), h.version.as_str().as_bytes())),
+            Request::Unparsed(line) => {
+                let mut words = line.split(|&b| b == b' ');
+                match (words.next(), words.next(), words.next(), words.next()) {
+                    (Some(m), Some(t), Some(v), None)
+                        if !m.is_empty() && !t.is_empty() && !v.is_empty() =>
+                    {
+                        Some((m, t, v))
+                    }
+                    _ => None,
+                }
+            }
+        }
+    }
+}
+
 /// What one request leaves for its log line.
 pub struct Entry<'a> {
     pub remote: &'a str,
-    pub head: &'a RequestHead,
+    pub request: Request<'a>,
     pub status: u16,
     pub body_bytes: u64,
     pub queue_wait: Duration,
@@ -136,6 +177,150 @@ impl AccessFormat {
     }
 }
 
+/// A request the event loop answered itself (400, 408, 413, 414, 431, 500,
+/// 501): what its access line shows.
+pub struct Refused {
+    pub peer: Peer,
+    pub request: Seen,
+    pub status: u16,
+    pub body_bytes: u64,
+}
+
+/// What the loop had of a refused request.
+pub enum Seen {
+    Head(RequestHead),
+    /// See `Request::Unparsed`.
+    Line(Vec<u8>),
+}
+
+impl Refused {
+    fn heap_size(&self) -> usize {
+        match &self.request {
+            Seen::Head(head) => head.heap_size(),
+            Seen::Line(line) => line.capacity(),
+        }
+    }
+}
+
+impl Seen {
+    /// The first line of `input` (empty lines before it skipped, as a
+    /// request's are), at most `max` bytes of it: what shows of a head that
+    /// could not be parsed.
+    pub fn first_line(input: &[u8], max: usize) -> Seen {
+        let start = input.iter().position(|&b| b != b'\r' && b != b'\n');
+        let rest = &input[start.unwrap_or(input.len())..];
+        let end = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+        let line = &rest[..end.min(max)];
+        Seen::Line(line.strip_suffix(b"\r").unwrap_or(line).to_vec())
+    }
+}
+
+/// Records (and bytes of them) the loop queues before workers fall so far
+/// behind that more are dropped (and counted) rather than held: a flood of
+/// bad requests while every thread is busy must not grow memory without
+/// bound (a head may hold up to `max_request_header_size`).
+const REFUSED_QUEUED: usize = 1024;
+const REFUSED_BYTES: usize = 8 << 20;
+
+/// How often, at most, the loss of lines is logged.
+const LOSS_QUIET: Duration = Duration::from_secs(60);
+
+/// `Refused` records on their way from the loop to a worker thread, which
+/// formats and logs them with the GIL it holds anyway: the loop never waits
+/// for the GIL, however many bad requests come in.
+#[derive(Clone)]
+pub struct RefusedLog {
+    tx: Sender<Refused>,
+    rx: Receiver<Refused>,
+    /// Heap bytes the queued records hold.
+    bytes: Arc<AtomicUsize>,
+    /// Records dropped because the queue was full, not yet reported.
+    lost: Arc<AtomicU64>,
+    lost_logged: Arc<Mutex<Option<Instant>>>,
+}
+
+impl Default for RefusedLog {
+    fn default() -> Self {
+        let (tx, rx) = crossbeam_channel::bounded(REFUSED_QUEUED);
+        RefusedLog {
+            tx,
+            rx,
+            bytes: Arc::default(),
+            lost: Arc::default(),
+            lost_logged: Arc::default(),
+        }
+    }
+}
+
+impl RefusedLog {
+    /// The loop's side: never blocks.
+    pub fn push(&self, r: Refused) {
+        let size = r.heap_size();
+        let queued = self.bytes.fetch_add(size, Relaxed);
+        if queued + size > REFUSED_BYTES || self.tx.try_send(r).is_err() {
+            self.bytes.fetch_sub(size, Relaxed);
+            self.lost.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Records wait: the loop wakes an idle worker for them.
+    pub fn pending(&self) -> bool {
+        !self.rx.is_empty()
+    }
+
+    /// A worker's side, with the GIL held: logs every queued record.
+    pub fn emit(&self, format: &AccessFormat) {
+        self.report_loss(false);
+        if self.rx.is_empty() {
+            return;
+        }
+        let logged = log::log_enabled!(target: "maitre::access", log::Level::Info);
+        while let Ok(r) = self.rx.try_recv() {
+            self.bytes.fetch_sub(r.heap_size(), Relaxed);
+            if !logged {
+                continue;
+            }
+            let request = match &r.request {
+                Seen::Head(head) => Request::Head(head),
+                Seen::Line(line) => Request::Unparsed(line),
+            };
+            // No thread, no app: the request's time is not measured.
+            let line = format.line(&Entry {
+                remote: &r.peer.remote_addr(),
+                request,
+                status: r.status,
+                body_bytes: r.body_bytes,
+                queue_wait: Duration::ZERO,
+                app_time: Duration::ZERO,
+                total: Duration::ZERO,
+                response_headers: &[],
+            });
+            log::info!(target: "maitre::access", "{line}");
+        }
+    }
+
+    /// Logs how many records were dropped, at most once per `LOSS_QUIET`
+    /// unless `now_or_never` (the workers are leaving).
+    pub fn report_loss(&self, now_or_never: bool) {
+        if self.lost.load(Relaxed) == 0 {
+            return;
+        }
+        let mut last = self.lost_logged.lock();
+        let now = Instant::now();
+        if !now_or_never && last.is_some_and(|t| now.duration_since(t) < LOSS_QUIET) {
+            return;
+        }
+        *last = Some(now);
+        log::warn!(
+            target: "maitre",
+            "{} access log line(s) for requests the server refused itself were not written: \
+             they came faster than the worker threads could write them (busy in the app, \
+             or the log's handlers too slow)",
+            self.lost.swap(0, Relaxed)
+        );
+    }
+}
+
 fn atom(name: &str) -> Result<Atom, String> {
     let header = |suffix: char| {
         name.strip_prefix('{')
@@ -181,24 +366,31 @@ fn atom(name: &str) -> Result<Atom, String> {
 }
 
 fn push_atom(out: &mut String, atom: &Atom, e: &Entry<'_>) {
-    let head = e.head;
-    let (path, query) = split_query(head.target());
+    let line = e.request.line();
+    let head = match e.request {
+        Request::Head(head) => Some(head),
+        Request::Unparsed(_) => None,
+    };
     // `write!` into a String cannot fail.
     match atom {
         Atom::Host => push_escaped(out, e.remote.as_bytes()),
         Atom::Dash => out.push('-'),
         Atom::Time => push_time(out),
-        Atom::RequestLine => {
-            push_escaped(out, head.method());
-            out.push(' ');
-            push_escaped(out, head.target());
-            out.push(' ');
-            out.push_str(head.version.as_str());
-        }
-        Atom::Method => push_escaped(out, head.method()),
-        Atom::Path => push_escaped(out, path),
-        Atom::Query => push_escaped(out, query),
-        Atom::Protocol => out.push_str(head.version.as_str()),
+        Atom::RequestLine => match (line, e.request) {
+            (Some((method, target, protocol)), _) => {
+                push_escaped(out, method);
+                out.push(' ');
+                push_escaped(out, target);
+                out.push(' ');
+                push_escaped(out, protocol);
+            }
+            (None, Request::Unparsed(raw)) if !raw.is_empty() => push_escaped(out, raw),
+            (None, _) => out.push('-'),
+        },
+        Atom::Method => push_or_dash(out, line.map(|(m, _, _)| m)),
+        Atom::Path => push_or_dash(out, line.map(|(_, t, _)| split_query(t).0)),
+        Atom::Query => push_escaped(out, line.map_or(b"", |(_, t, _)| split_query(t).1)),
+        Atom::Protocol => push_or_dash(out, line.map(|(_, _, p)| p)),
         Atom::Status => _ = write!(out, "{}", e.status),
         Atom::Bytes => _ = write!(out, "{}", e.body_bytes),
         Atom::BytesOrDash if e.body_bytes == 0 => out.push('-'),
@@ -226,6 +418,13 @@ fn push_atom(out: &mut String, atom: &Atom, e: &Entry<'_>) {
     }
 }
 
+fn push_or_dash(out: &mut String, bytes: Option<&[u8]>) {
+    match bytes {
+        Some(b) => push_escaped(out, b),
+        None => out.push('-'),
+    }
+}
+
 fn split_query(target: &[u8]) -> (&[u8], &[u8]) {
     match target.iter().position(|&b| b == b'?') {
         Some(at) => (&target[..at], &target[at + 1..]),
@@ -234,9 +433,9 @@ fn split_query(target: &[u8]) -> (&[u8], &[u8]) {
 }
 
 /// A request header's value (repeated ones joined by `, `), or `-`.
-fn push_header(out: &mut String, head: &RequestHead, name: &str) {
+fn push_header(out: &mut String, head: Option<&RequestHead>, name: &str) {
     let mut found = false;
-    for (n, v) in head.header_pairs() {
+    for (n, v) in head.iter().flat_map(|h| h.header_pairs()) {
         if n.eq_ignore_ascii_case(name.as_bytes()) {
             if found {
                 out.push_str(", ");
@@ -350,6 +549,41 @@ mod tests {
         let mut s = String::new();
         push_escaped(&mut s, b"a\"b\\c\nd\xff");
         assert_eq!(s, r#"a\"b\\c\x0ad\xff"#);
+    }
+
+    fn refused_line(format: &str, sent: &[u8]) -> String {
+        let Seen::Line(line) = Seen::first_line(sent, 20) else {
+            unreachable!("first_line makes a Line")
+        };
+        AccessFormat::parse(format).unwrap().line(&Entry {
+            remote: "10.0.0.1",
+            request: Request::Unparsed(&line),
+            status: 400,
+            body_bytes: 0,
+            queue_wait: Duration::ZERO,
+            app_time: Duration::ZERO,
+            total: Duration::ZERO,
+            response_headers: &[],
+        })
+    }
+
+    #[test]
+    fn a_refused_head_shows_what_could_be_read_and_dashes() {
+        let all = r#"%(h)s "%(r)s" %(m)s %(U)s [%(q)s] %(H)s %(s)s %(b)s "%(a)s" %(D)s"#;
+        assert_eq!(
+            refused_line(all, b"\r\nGET /p?q=1 HTTP/1.1\r\nHost"),
+            r#"10.0.0.1 "GET /p?q=1 HTTP/1.1" GET /p [q=1] HTTP/1.1 400 - "-" 0"#
+        );
+        assert_eq!(
+            refused_line(all, b"\x16\x03\x01 \"x"),
+            r#"10.0.0.1 "\x16\x03\x01 \"x" - - [] - 400 - "-" 0"#
+        );
+        assert_eq!(refused_line("%(r)s|%(m)s", b""), "-|-");
+        // Cut at max (20 bytes here): a line too long for three words.
+        assert_eq!(
+            refused_line("%(r)s|%(m)s", b"GET /aaaaaaaaaaaaaaaaaaaaaaaa HTTP/1.1\r\n"),
+            "GET /aaaaaaaaaaaaaaa|-"
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+use crate::access_log::RefusedLog;
 use crate::config::{Config, ListenAddr};
 use crate::event_loop::{EventLoop, WAKER};
 use crate::handoff::queue;
@@ -375,6 +376,7 @@ impl Engine {
         let (job_tx, job_rx) = queue::channel();
         let (done_tx, done_rx) = crossbeam_channel::unbounded();
         let garbage = Garbage::default();
+        let refused = RefusedLog::default();
         let event_loop = EventLoop::new(
             poll,
             listeners,
@@ -388,6 +390,7 @@ impl Engine {
                 jobs: job_tx,
                 completions: done_rx,
                 garbage: garbage.clone(),
+                refused: refused.clone(),
             },
             Arc::clone(&self.control),
         )?;
@@ -401,6 +404,7 @@ impl Engine {
                 control: Arc::clone(&self.control),
                 garbage,
             },
+            refused,
         });
         let mut threads = self.threads.lock();
         threads.extend(workers::spawn(shared, self.cfg.threads)?);

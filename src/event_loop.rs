@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 use mio::{Events, Interest, Poll, Token};
 
+use crate::access_log::RefusedLog;
 use crate::config::Config;
 use crate::conn::{Conn, Ctx, Next};
 use crate::handoff::queue::JobSender;
@@ -128,6 +129,8 @@ pub struct EventLoop {
     completions: Receiver<Completion>,
     /// Written `bytes` objects on their way back to the workers: only looked at.
     garbage: Garbage,
+    /// Access log records of requests answered here, for the workers.
+    refused: RefusedLog,
     control: Arc<Control>,
     scratch: Vec<u8>,
     bulk: Vec<u8>,
@@ -160,6 +163,7 @@ impl EventLoop {
             jobs,
             completions,
             garbage,
+            refused,
         } = link;
         let mut listeners = listeners;
         for (i, l) in listeners.iter_mut().enumerate() {
@@ -185,6 +189,7 @@ impl EventLoop {
             )?),
             None => None,
         };
+        let watch = Watch::new(Instant::now(), &views);
         Ok(EventLoop {
             poll,
             listeners,
@@ -196,10 +201,11 @@ impl EventLoop {
             stats,
             views,
             endpoint,
-            watch: Watch::new(Instant::now()),
+            watch,
             jobs: Some(jobs),
             completions,
             garbage,
+            refused,
             control,
             paused: false,
             accept_retry_at: None,
@@ -217,9 +223,10 @@ impl EventLoop {
         let mut events = Events::with_capacity(1024);
         loop {
             // One wake-up for all the jobs the last round queued (see `queue`),
-            // or for written response objects waiting to be released.
+            // or for written response objects waiting to be released, or
+            // access log records waiting to be written.
             if let Some(jobs) = &self.jobs {
-                jobs.announce(self.garbage.pending());
+                jobs.announce(self.garbage.pending() || self.refused.pending());
             }
             let timeout = self.poll_timeout();
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
@@ -303,6 +310,7 @@ impl EventLoop {
         let mut ctx = Ctx {
             cfg: &self.cfg,
             jobs,
+            refused: &self.refused,
             stats: &self.stats,
             scratch: &mut self.scratch,
             bulk: &mut self.bulk,

@@ -56,12 +56,18 @@ fn run(shared: &WorkerShared) {
         };
         let app = shared.app.bind(py);
         // Before each job and before sleeping (the loop wakes an idle worker
-        // for it), so a sent body is freed at once.
-        let release = || shared.handle.garbage.release(py);
-        while let Some(job) = shared.jobs.next(py, release) {
+        // for them), so a sent body is freed at once and the access lines of
+        // requests the loop refused are written soon.
+        let chores = || {
+            shared.handle.garbage.release(py);
+            if let Some(format) = &shared.cfg.access_log {
+                shared.refused.emit(format);
+            }
+        };
+        while let Some(job) = shared.jobs.next(py, chores) {
             let taken_at = Instant::now();
             shared.stats.dequeue(job.queued_at, taken_at);
-            release();
+            chores();
             let req = job.req;
             let task = Task::new(py, &ctx, shared, job, taken_at);
             // No panic may take the thread with it: the request is broken
@@ -81,5 +87,8 @@ fn run(shared: &WorkerShared) {
                 });
             }
         }
+        // What the loop refused while stopping, and what was lost.
+        chores();
+        shared.refused.report_loss(true);
     });
 }

@@ -133,6 +133,7 @@ def test_both_workers_take_connections_on_their_own_sockets(cluster):
     assert [(l["worker"], l["address"], l["kind"]) for l in listeners] == [
         (0, f"127.0.0.1:{cluster.port}", "tcp"), (1, f"127.0.0.1:{cluster.port}", "tcp")]
     assert all(l["backlog_requested"] == 1024 and l["queue_length"] == 0 for l in listeners)
+    assert [l["drops"] for l in listeners] == [0, 0]  # each socket's own kernel count
     # Each worker's own view (its /stats, from whichever worker answers) shows its
     # socket only.
     for _ in range(6):
@@ -148,6 +149,9 @@ def test_both_workers_take_connections_on_their_own_sockets(cluster):
     found = re.findall(r'^maitre_listen_queue_length\{listener="127\.0\.0\.1:(\d+)",'
                        r'worker="(\d)"\} 0$', text, re.M)
     assert len(found) == 1 and found[0][0] == str(cluster.port), text
+    drops = re.findall(r'^maitre_listen_drops_total\{listener="127\.0\.0\.1:(\d+)",'
+                       r'worker="(\d)"\} 0$', text, re.M)
+    assert drops == found, text
 
 
 def stopped(pid: int) -> bool:

@@ -173,6 +173,61 @@ def test_connection_limit_pauses_accepting_and_the_backlog_holds_the_rest(serve,
     assert s.server.stats()["connections"]["paused_seconds_total"] >= 0.1
 
 
+def unaccepted_connects(port: int, n: int) -> list:
+    """``n`` non-blocking connects: past a full backlog the kernel drops their handshakes."""
+    socks = []
+    for _ in range(n):
+        sock = socket.socket()
+        sock.setblocking(False)
+        sock.connect_ex(("127.0.0.1", port))
+        socks.append(sock)
+    return socks
+
+
+@pytest.mark.skipif(not LINUX, reason="per-socket drops are read with Linux SO_MEMINFO")
+def test_kernel_drops_on_a_full_accept_queue_are_counted_per_listener(serve, caplog):
+    s = serve(simple_app(), backlog=1, connection_limit=1, metrics="127.0.0.1:0")
+    address = f"127.0.0.1:{s.port}"
+    assert s.server.stats()["listeners"][0]["drops"] == 0
+    with caplog.at_level(logging.WARNING, logger="maitre"):
+        held = Conn(s.port)  # the one connection connection_limit allows
+        socks = []
+        try:
+            assert wait_for(lambda: s.server.stats()["connections"]["accepting_paused"] == 1)
+            socks = unaccepted_connects(s.port, 20)
+            assert wait_for(lambda: s.server.stats()["listeners"][0]["drops"] > 0), \
+                s.server.stats()["listeners"]
+            drops = s.server.stats()["listeners"][0]["drops"]
+            status, text = fetch(s.server.effective_metrics, "/metrics")
+            assert status == 200
+            found = samples(text)
+            listener = frozenset({("listener", address)})
+            assert found[("maitre_listen_drops_total", listener)] >= drops
+            assert ("maitre_host_listen_overflows_total", frozenset()) in found
+            assert ("maitre_listen_drops_total", frozenset()) not in found
+            status, body = fetch(s.server.effective_metrics, "/stats")
+            assert json.loads(body)["listeners"][0]["drops"] >= drops
+            assert wait_for(lambda: warnings_with(caplog, f"on {address}"))
+            [warning] = warnings_with(caplog, "the kernel dropped")
+            assert "accept queue was full" in warning.getMessage()
+            assert "connection_limit (now 1)" in warning.getMessage()
+        finally:
+            held.close()
+            for sock in socks:
+                sock.close()
+
+
+@pytest.mark.skipif(not hasattr(socket, "AF_UNIX"), reason="unix sockets")
+def test_a_unix_listener_reports_no_kernel_drops(tmp_path):
+    # A connect to a full unix socket fails or waits: the kernel drops nothing there.
+    server = maitre.create_server(simple_app(), unix_socket=str(tmp_path / "s.sock"))
+    try:
+        [listener] = server.stats()["listeners"]
+        assert (listener["kind"], listener["drops"]) == ("unix", None)
+    finally:
+        server.close()
+
+
 @pytest.mark.skipif(not LINUX, reason="reads net.core.somaxconn from procfs")
 def test_backlog_above_somaxconn_warns_with_the_sysctl(serve, caplog):
     cap = somaxconn()
@@ -257,7 +312,8 @@ def test_metrics_endpoint_prometheus_json_health(serve):
     if LINUX:
         assert found[("maitre_listen_backlog", listener)] == min(1024, somaxconn())
         assert found[("maitre_listen_queue_length", listener)] == 0
-        assert ("maitre_listen_drops_total", frozenset()) in found
+        assert found[("maitre_listen_drops_total", listener)] == 0
+        assert ("maitre_host_listen_overflows_total", frozenset()) in found
     status, body = fetch(addr, "/stats")
     assert status == 200
     assert json.loads(body)["requests"]["by_status"] == s.server.stats()["requests"]["by_status"]
@@ -397,3 +453,40 @@ def test_status_page_in_headless_chromium_shows_the_json_numbers(serve, tmp_path
     for element, value in expect.items():
         assert f'id="{element}">{value}<' in dom, (element, value)
     assert "All well" in dom
+
+
+@pytest.mark.skipif(not LINUX, reason="per-socket drops are read with Linux SO_MEMINFO")
+@pytest.mark.timeout(300)
+def test_status_page_shows_growing_kernel_drops_as_a_problem(serve, tmp_path):
+    browser = chromium()
+    s = serve(simple_app(), backlog=1, connection_limit=1, metrics="127.0.0.1:0")
+    held = Conn(s.port)
+    assert wait_for(lambda: s.server.stats()["connections"]["accepting_paused"] == 1)
+    socks: list = []
+    stop = threading.Event()
+
+    def keep_connecting():  # drops go on growing while the page watches
+        while not stop.wait(0.05):
+            socks.extend(unaccepted_connects(s.port, 2))
+
+    flood = threading.Thread(target=keep_connecting)
+    flood.start()
+    try:
+        host, port = s.server.effective_metrics
+        out = subprocess.run(
+            [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+             f"--user-data-dir={tmp_path}", "--virtual-time-budget=4000", "--dump-dom",
+             f"http://{host}:{port}/"],
+            capture_output=True, text=True, timeout=120,
+        )
+    finally:
+        stop.set()
+        flood.join()
+        held.close()
+        for sock in socks:
+            sock.close()
+    dom = out.stdout
+    assert "maitre status" in dom, (out.returncode, out.stderr[-2000:])
+    assert 'class="tile bad" id="t-drops"' in dom or 'id="t-drops" class="tile bad"' in dom, dom
+    assert "The kernel dropped" in dom and f"on 127.0.0.1:{s.port} in the last minute" in dom
+    assert '<td class="bad">' in dom

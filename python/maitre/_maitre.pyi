@@ -6,10 +6,11 @@ __version__: str
 
 class _ListenerStats(TypedDict):
     address: str
-    kind: str  # "tcp"
+    kind: str  # "tcp" or "unix"
     backlog_requested: int
     backlog_effective: Optional[int]  # read back from the socket (Linux), else min(requested, somaxconn)
     queue_length: Optional[int]  # connections waiting to be accepted now (Linux)
+    drops: Optional[int]  # connections the kernel dropped on this socket, accept queue full (Linux, TCP)
 
 class ListenerStats(_ListenerStats, total=False):
     worker: int  # with reuse_port: the worker process whose own socket (and queue) this is
@@ -36,7 +37,7 @@ class RequestStats(TypedDict):
     waiting: int  # for a worker thread
     oldest_wait_seconds: float
     in_app: int
-    by_status: Dict[str, int]  # "1xx" .. "5xx", the server's own 400/413/431 included
+    by_status: Dict[str, int]  # "1xx" .. "5xx", the answers the server makes itself (400, 408, 413, 414, 431...) included
     bad_requests: int
     app_errors: int
     bytes_in: int

@@ -10,6 +10,7 @@ use std::net::Shutdown;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::access_log::{Refused, RefusedLog, Seen};
 use crate::config::Config;
 use crate::handoff::queue::JobSender;
 use crate::handoff::{
@@ -163,6 +164,8 @@ pub enum Next {
 pub struct Ctx<'a> {
     pub cfg: &'a Config,
     pub jobs: &'a JobSender<Job>,
+    /// Where requests refused here go for the access log.
+    pub refused: &'a RefusedLog,
     pub stats: &'a Stats,
     pub scratch: &'a mut [u8],
     /// For reads of request bodies: large, so a big upload costs few syscalls.
@@ -442,7 +445,7 @@ impl Conn {
             }
             Phase::Head => {
                 self.missed_deadline = true;
-                self.reject(ctx, RequestError::HeadTimeout);
+                self.reject(ctx, RequestError::HeadTimeout, None);
             }
             Phase::InFlight {
                 body: body @ Some(_),
@@ -652,12 +655,14 @@ impl Conn {
                         Ok(Some((head, n))) => {
                             self.inbuf.drain(..n);
                             self.deadline = None;
-                            if let Err(e) = self.start_request(ctx, head) {
-                                return self.reject(ctx, e);
+                            let limit = ctx.cfg.max_request_body_size;
+                            if matches!(head.framing, BodyFraming::Length(n) if n > limit) {
+                                return self.reject(ctx, RequestError::BodyTooLarge, Some(head));
                             }
+                            self.start_request(ctx, head);
                         }
                         Ok(None) => return,
-                        Err(e) => return self.reject(ctx, e),
+                        Err(e) => return self.reject(ctx, e, None),
                     }
                 }
                 Phase::Body { body, .. } => {
@@ -665,7 +670,7 @@ impl Conn {
                         Ok(n) => {
                             self.inbuf.drain(..n);
                         }
-                        Err(e) => return self.reject(ctx, e),
+                        Err(e) => return self.reject(ctx, e, None),
                     }
                     if !body.decoder.is_done() {
                         return;
@@ -677,7 +682,7 @@ impl Conn {
                     };
                     match body.finish() {
                         Ok(reader) => self.dispatch(ctx, head, JobBody::Ready(reader)),
-                        Err(e) => return self.reject(ctx, e),
+                        Err(e) => return self.reject(ctx, e, Some(head)),
                     }
                 }
                 Phase::InFlight {
@@ -718,10 +723,7 @@ impl Conn {
     /// no client to answer) when it is missing or malformed, or when the peer
     /// is not a trusted proxy. False while it is incomplete or was refused.
     fn read_proxy_header(&mut self, cfg: &Config) -> bool {
-        let peer = match self.peer {
-            Peer::Ip(addr) => addr.ip().to_string(),
-            Peer::Local => "localhost".to_owned(),
-        };
+        let peer = self.peer.remote_addr();
         let outcome = if cfg.proxy.trusts(peer.as_bytes()) {
             proxy_protocol::parse(&self.inbuf)
         } else {
@@ -751,12 +753,7 @@ impl Conn {
         }
     }
 
-    fn start_request(&mut self, ctx: &mut Ctx, head: RequestHead) -> Result<(), RequestError> {
-        if let BodyFraming::Length(n) = head.framing {
-            if n > ctx.cfg.max_request_body_size {
-                return Err(RequestError::BodyTooLarge);
-            }
-        }
+    fn start_request(&mut self, ctx: &mut Ctx, head: RequestHead) {
         match head.framing {
             BodyFraming::None => self.dispatch(ctx, head, JobBody::Ready(BodyReader::empty())),
             // The app decides whether it wants the body. Only for a declared
@@ -779,7 +776,6 @@ impl Conn {
                 }
             }
         }
-        Ok(())
     }
 
     fn dispatch(&mut self, ctx: &mut Ctx, head: RequestHead, body: JobBody) {
@@ -819,13 +815,14 @@ impl Conn {
         }
     }
 
-    /// Answers a request the app will never see, then closes.
-    fn reject(&mut self, ctx: &mut Ctx, e: RequestError) {
+    /// Answers a request the app will never see, then closes. `head` is the
+    /// request's, if it was parsed and is not in the `Body` phase.
+    fn reject(&mut self, ctx: &mut Ctx, e: RequestError, head: Option<RequestHead>) {
         let (code, reason) = e.status();
         incr(&ctx.stats.lp.bad_requests);
         ctx.stats.count_status(code);
         log::debug!(target: "maitre", "{} from {}: {}", code, self.peer, e.detail());
-        let response = simple_response(
+        let (response, body_bytes) = simple_response(
             Version::Http11,
             code,
             reason,
@@ -833,10 +830,22 @@ impl Conn {
             ctx.cfg.ident.as_deref(),
         );
         self.queue(response);
+        let phase = std::mem::replace(&mut self.phase, Phase::Closing);
+        if ctx.cfg.access_log.is_some() {
+            let request = match (head, phase) {
+                (Some(head), _) | (None, Phase::Body { head, .. }) => Seen::Head(head),
+                _ => Seen::first_line(&self.inbuf, ctx.cfg.max_request_line),
+            };
+            ctx.refused.push(Refused {
+                peer: self.peer,
+                request,
+                status: code,
+                body_bytes,
+            });
+        }
         self.inbuf = Vec::new();
         self.discard_input = true;
         self.deadline = None;
-        self.phase = Phase::Closing;
     }
 
     /// Writes queued output until done or the socket is full.
@@ -907,6 +916,7 @@ mod tests {
         conn: Conn,
         client: StdStream,
         jobs_tx: JobSender<Job>,
+        refused: RefusedLog,
         jobs: JobReceiver<Job>,
         cfg: Config,
         stats: Stats,
@@ -939,6 +949,7 @@ mod tests {
                 ),
                 client,
                 jobs_tx,
+                refused: RefusedLog::default(),
                 jobs,
                 cfg: config(),
                 stats: Stats::default(),
@@ -954,6 +965,7 @@ mod tests {
                 Ctx {
                     cfg: &self.cfg,
                     jobs: &self.jobs_tx,
+                    refused: &self.refused,
                     stats: &self.stats,
                     scratch: &mut self.scratch,
                     bulk: &mut self.bulk,

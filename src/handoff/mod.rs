@@ -20,6 +20,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use smallvec::SmallVec;
 
+use crate::access_log::RefusedLog;
 use crate::config::Config;
 use crate::http::body::BodyReader;
 use crate::http::parse::RequestHead;
@@ -200,6 +201,8 @@ pub struct WorkerLink {
     pub completions: Receiver<Completion>,
     /// The loop only looks whether any wait, to wake an idle worker for them.
     pub garbage: Garbage,
+    /// Access log records of requests the loop answers itself.
+    pub refused: RefusedLog,
 }
 
 /// What every worker thread holds: the app, and the workers' ends of the channels.
@@ -209,6 +212,8 @@ pub struct WorkerShared {
     pub stats: StatsHandle,
     pub jobs: queue::JobReceiver<Job>,
     pub handle: LoopHandle,
+    /// Access log records of requests the loop answered itself.
+    pub refused: RefusedLog,
 }
 
 /// Response `bytes` objects the loop has written (or dropped), on their way

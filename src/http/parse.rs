@@ -85,6 +85,11 @@ impl RequestHead {
         self.target.of(&self.buf[..self.raw_len])
     }
 
+    /// Bytes it holds on the heap.
+    pub fn heap_size(&self) -> usize {
+        self.buf.capacity()
+    }
+
     pub fn is_head(&self) -> bool {
         self.method() == b"HEAD"
     }

@@ -291,14 +291,15 @@ fn push_hex(out: &mut Vec<u8>, mut n: usize) {
 }
 
 /// A complete response the server writes on its own (errors, 100 Continue is
-/// separate); always closes the connection.
+/// separate), and the length of its body (for the access log); always closes
+/// the connection.
 pub fn simple_response(
     version: Version,
     code: u16,
     reason: &str,
     detail: &str,
     ident: Option<&str>,
-) -> Vec<u8> {
+) -> (Vec<u8>, u64) {
     let body = format!("{reason}\r\n\r\n{detail}\r\n");
     // Server-made: the reasons and header values are ASCII, written as they are.
     let mut head = ResponseHead::open(version, code);
@@ -325,7 +326,7 @@ pub fn simple_response(
     let mut enc = ResponseEncoder::start(&mut out, req, head, None, ident);
     enc.body(&mut out, body.as_bytes());
     enc.finish(&mut out);
-    out
+    (out, body.len() as u64)
 }
 
 pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
@@ -592,11 +593,12 @@ mod tests {
 
     #[test]
     fn simple_response_is_complete() {
-        let r = simple_response(Version::Http11, 400, "Bad Request", "why", Some("maitre"));
+        let (r, body) = simple_response(Version::Http11, 400, "Bad Request", "why", Some("maitre"));
         let t = text(&r);
         assert!(t.starts_with("HTTP/1.1 400 Bad Request\r\n"));
         assert!(t.contains("Connection: close\r\n"));
         assert!(t.contains("Content-Length: 20\r\n"), "{t}");
         assert!(t.ends_with("\r\n\r\nBad Request\r\n\r\nwhy\r\n"));
+        assert_eq!(body, 20);
     }
 }

@@ -72,6 +72,14 @@ impl Peer {
             Peer::Local => false,
         }
     }
+
+    /// `REMOTE_ADDR` as text: the IP, or `localhost` for a unix socket's client.
+    pub fn remote_addr(&self) -> String {
+        match self {
+            Peer::Ip(addr) => addr.ip().to_string(),
+            Peer::Local => "localhost".to_owned(),
+        }
+    }
 }
 
 impl fmt::Display for Peer {

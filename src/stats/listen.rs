@@ -1,7 +1,8 @@
 //! What the kernel says about the listening sockets: the cap on any backlog
 //! (`somaxconn`), the backlog in force and the accept queue's length (Linux
-//! `TCP_INFO` on a listener: `tcpi_sacked` and `tcpi_unacked`), and the
-//! host's count of connections dropped from full accept queues.
+//! `TCP_INFO` on a listener: `tcpi_sacked` and `tcpi_unacked`), the
+//! connections the kernel dropped on each listener (Linux `SO_MEMINFO`), and
+//! the host's count of connections dropped from full accept queues.
 
 use parking_lot::Mutex;
 
@@ -84,6 +85,32 @@ fn queue_and_backlog(fd: std::os::fd::RawFd) -> Option<(u32, u32)> {
     (rc == 0).then_some((info.tcpi_unacked, info.tcpi_sacked))
 }
 
+/// Connections the kernel dropped on one TCP listener: `sk_drops`, which
+/// `tcp_listendrop()` counts for each SYN or completed handshake it throws
+/// away because the accept queue is full (the events `ListenOverflows` and
+/// `ListenDrops` count for the whole host). A unix socket is not asked: a
+/// connect to a full one fails (EAGAIN) or waits, so nothing is dropped.
+#[cfg(target_os = "linux")]
+fn listen_drops(fd: std::os::fd::RawFd) -> Option<u64> {
+    let mut info = [0u32; libc::SK_MEMINFO_DROPS as usize + 1];
+    let mut len = std::mem::size_of_val(&info) as libc::socklen_t;
+    // SAFETY: `info` and `len` describe a writable array of u32, as
+    // SO_MEMINFO fills; the kernel writes at most `len` bytes. A closed or
+    // reused fd only makes it fail or answer for another socket.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_MEMINFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    // A kernel that predates the drops counter writes a shorter array.
+    let whole = len as usize >= std::mem::size_of_val(&info);
+    (rc == 0 && whole).then(|| u64::from(info[libc::SK_MEMINFO_DROPS as usize]))
+}
+
 /// Connections the whole host dropped because an accept queue was full
 /// (`ListenOverflows` in /proc/net/netstat): not this server's alone.
 #[cfg(target_os = "linux")]
@@ -115,6 +142,9 @@ pub struct ListenerInfo {
     /// else what `somaxconn` leaves of the request.
     pub backlog_effective: Option<i32>,
     pub queue_length: Option<u32>,
+    /// Connections the kernel dropped on this socket since it was bound
+    /// (full accept queue): TCP on Linux only.
+    pub drops: Option<u64>,
 }
 
 struct View {
@@ -168,8 +198,10 @@ impl ListenViews {
             .map(|v| {
                 #[cfg(target_os = "linux")]
                 let kernel = queue_and_backlog(v.fd);
+                #[cfg(target_os = "linux")]
+                let drops = (v.kind == "tcp").then(|| listen_drops(v.fd)).flatten();
                 #[cfg(not(target_os = "linux"))]
-                let kernel: Option<(u32, u32)> = None;
+                let (kernel, drops): (Option<(u32, u32)>, _) = (None, None);
                 ListenerInfo {
                     address: v.address.clone(),
                     kind: v.kind,
@@ -179,6 +211,7 @@ impl ListenViews {
                         kernel.map_or(clamped, |(_, b)| i32::try_from(b).unwrap_or(i32::MAX)),
                     ),
                     queue_length: kernel.map(|(q, _)| q),
+                    drops,
                 }
             })
             .collect()
@@ -209,6 +242,28 @@ mod tests {
         assert_eq!(info.queue_length, Some(3));
         views.forget();
         assert!(views.read().is_empty());
+        drop(clients);
+    }
+
+    #[test]
+    fn a_full_accept_queue_counts_drops_on_its_listener() {
+        let listener = Listener::bind("127.0.0.1:0".parse().unwrap(), 1).unwrap();
+        let views = ListenViews::new(std::slice::from_ref(&listener), 1);
+        assert_eq!(views.read()[0].drops, Some(0));
+        let at: std::net::SocketAddr = views.read()[0].address.parse().unwrap();
+        // Nobody accepts: past the backlog, the kernel drops the handshakes.
+        let clients: Vec<_> = (0..10)
+            .map(|_| {
+                let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+                    .unwrap();
+                s.set_nonblocking(true).unwrap();
+                let _ = s.connect(&at.into());
+                s
+            })
+            .collect();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let drops = views.read()[0].drops.unwrap();
+        assert!(drops > 0, "{drops}");
         drop(clients);
     }
 

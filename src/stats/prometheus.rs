@@ -92,7 +92,7 @@ fn process_metrics(out: &mut Out, prefix: &str, sets: &[(String, &Snapshot)], r:
         ),
         (
             "bad_requests_total",
-            "Requests refused by the server (400, 413, 431).",
+            "Requests the server answered itself, without the app (400, 408, 413, 414, 431...).",
             |s| s.bad_requests,
         ),
         (
@@ -265,13 +265,23 @@ fn listen_metrics(out: &mut Out, r: &Report) {
             out.sample("maitre_listen_queue_length", &listener(l), q);
         }
     }
+    out.family(
+        "maitre_listen_drops_total",
+        "counter",
+        "Connections the kernel dropped on this listener because its accept queue was full.",
+    );
+    for l in &r.listeners {
+        if let Some(d) = l.drops {
+            out.sample("maitre_listen_drops_total", &listener(l), d);
+        }
+    }
     if let Some(drops) = r.host_overflows {
         out.family(
-            "maitre_listen_drops_total",
+            "maitre_host_listen_overflows_total",
             "counter",
-            "Connections the host dropped from full accept queues (ListenOverflows, every socket).",
+            "Connections the whole host dropped from full accept queues (ListenOverflows, every socket).",
         );
-        out.sample("maitre_listen_drops_total", "", drops);
+        out.sample("maitre_host_listen_overflows_total", "", drops);
     }
     out.family(
         "maitre_draining",

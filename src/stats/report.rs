@@ -95,12 +95,13 @@ impl Report {
                     .worker
                     .map_or_else(String::new, |w| format!(r#""worker":{w},"#));
                 format!(
-                    r#"{{"address":"{}","kind":"{}",{worker}"backlog_requested":{},"backlog_effective":{},"queue_length":{}}}"#,
+                    r#"{{"address":"{}","kind":"{}",{worker}"backlog_requested":{},"backlog_effective":{},"queue_length":{},"drops":{}}}"#,
                     json_string_body(&l.address),
                     l.kind,
                     l.backlog_requested,
                     opt(l.backlog_effective),
-                    opt(l.queue_length)
+                    opt(l.queue_length),
+                    opt(l.drops)
                 )
             })
             .collect();

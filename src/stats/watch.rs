@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::listen::{host_listen_overflows, ListenViews};
+use super::listen::{host_listen_overflows, ListenViews, ListenerInfo};
 use super::report::seconds;
 use super::Stats;
 use crate::config::Config;
@@ -38,10 +38,32 @@ pub struct Watch {
     no_fds: Episode,
     dropping: Episode,
     overflows: Option<u64>,
+    /// Each listener's kernel drops at the last tick, in `ListenViews` order
+    /// (with `reuse_port` one address has a socket per worker).
+    drops: Vec<Option<u64>>,
+}
+
+/// The listeners whose kernel drops grew since `before`, with how many.
+fn grown<'a>(
+    before: &[Option<u64>],
+    listeners: &'a [ListenerInfo],
+) -> Vec<(&'a ListenerInfo, u64)> {
+    listeners
+        .iter()
+        .zip(before)
+        .filter_map(|(l, was)| {
+            let more = l.drops?.checked_sub((*was)?)?;
+            (more > 0).then_some((l, more))
+        })
+        .collect()
+}
+
+fn drop_counts(listeners: &[ListenerInfo]) -> Vec<Option<u64>> {
+    listeners.iter().map(|l| l.drops).collect()
 }
 
 impl Watch {
-    pub fn new(now: Instant) -> Watch {
+    pub fn new(now: Instant, views: &ListenViews) -> Watch {
         Watch {
             next: now + EVERY,
             saturated: Episode::default(),
@@ -49,6 +71,7 @@ impl Watch {
             no_fds: Episode::default(),
             dropping: Episode::default(),
             overflows: host_listen_overflows(),
+            drops: drop_counts(&views.read()),
         }
     }
 
@@ -105,28 +128,59 @@ impl Watch {
                 cfg.connection_limit
             );
         }
+        let backlog_text = backlog.map_or_else(|| "unknown".to_owned(), |b| b.to_string());
+        let advice = format!(
+            "Connections arrive faster than maitre accepts them: raise connection_limit (now {}) \
+             if it is reached, else backlog (capped by somaxconn)",
+            cfg.connection_limit
+        );
         let overflows = host_listen_overflows();
-        let dropped = match (self.overflows, overflows) {
+        let host_dropped = match (self.overflows, overflows) {
             (Some(before), Some(after)) => after.saturating_sub(before),
             _ => 0,
         };
         self.overflows = overflows;
-        // The host's count covers every socket: blame ours only when its queue is full.
+        let ours = grown(&self.drops, &listeners);
+        let per_socket = listeners.iter().any(|l| l.drops.is_some());
+        self.drops = drop_counts(&listeners);
+        if per_socket {
+            if self.dropping.begins(!ours.is_empty(), now) {
+                let on: Vec<String> = ours
+                    .iter()
+                    .map(|(l, n)| {
+                        let worker = l
+                            .worker
+                            .map_or_else(String::new, |w| format!(", worker {w}"));
+                        let queue = l.queue_length.map_or(0, u64::from);
+                        format!("{n} on {} ({queue} queued{worker})", l.address)
+                    })
+                    .collect();
+                log::warn!(
+                    target: "maitre",
+                    "the kernel dropped connections in the last second because the accept \
+                     queue was full: {} (backlog {}). {}",
+                    on.join(", "),
+                    backlog_text,
+                    advice
+                );
+            }
+            return;
+        }
+        // Only the host's count, which covers every socket: blame ours only
+        // when its queue is full.
         let full = listeners.iter().any(|l| {
             matches!((l.queue_length, l.backlog_effective),
                 (Some(q), Some(b)) if i64::from(q) >= i64::from(b))
         });
-        if self.dropping.begins(dropped > 0 && full, now) {
+        if self.dropping.begins(host_dropped > 0 && full, now) {
             log::warn!(
                 target: "maitre",
                 "the kernel dropped {} connection(s) in the last second: the listen backlog is \
-                 full ({} queued, backlog {}). Connections arrive faster than maitre accepts \
-                 them: raise connection_limit (now {}) if it is reached, else backlog (capped \
-                 by somaxconn)",
-                dropped,
+                 full ({} queued, backlog {}). {}",
+                host_dropped,
                 queued,
-                backlog.map_or_else(|| "unknown".to_owned(), |b| b.to_string()),
-                cfg.connection_limit
+                backlog_text,
+                advice
             );
         }
     }
@@ -149,5 +203,33 @@ mod tests {
         );
         assert!(!e.begins(false, t0 + QUIET));
         assert!(e.begins(true, t0 + QUIET + EVERY));
+    }
+
+    #[test]
+    fn only_listeners_whose_drops_grew_are_named() {
+        let info = |address: &str, worker, drops| ListenerInfo {
+            address: address.to_owned(),
+            kind: "tcp",
+            worker,
+            backlog_requested: 1,
+            backlog_effective: Some(1),
+            queue_length: Some(1),
+            drops,
+        };
+        // reuse_port: two sockets on one address, only worker 1's dropped.
+        let now = [
+            info("a:1", Some(0), Some(3)),
+            info("a:1", Some(1), Some(9)),
+            info("unix:x", None, None),
+        ];
+        let before = [Some(3), Some(5), None];
+        let named: Vec<_> = grown(&before, &now)
+            .into_iter()
+            .map(|(l, n)| (l.worker, n))
+            .collect();
+        assert_eq!(named, [(Some(1), 4)]);
+        assert_eq!(drop_counts(&now), [Some(3), Some(9), None]);
+        // The sockets were forgotten (stopping): nothing grew.
+        assert!(grown(&before, &[]).is_empty());
     }
 }

@@ -48,6 +48,8 @@ pub struct StartResponse {
     finished: bool,
     /// The status sent, once its head has gone out (0 before).
     status: u16,
+    /// The body length of a response maitre made in the app's place.
+    replaced_body: u64,
     /// The app's headers, kept only for an access log that shows one.
     logged_headers: Option<Vec<(String, String)>>,
 }
@@ -79,6 +81,7 @@ impl StartResponse {
             pieces: Pieces::new(),
             finished: false,
             status: 0,
+            replaced_body: 0,
             logged_headers: keep_headers.then(Vec::new),
         }
     }
@@ -100,9 +103,11 @@ impl StartResponse {
         self.status
     }
 
-    /// Body bytes sent (0 for a response maitre made in the app's place).
+    /// Body bytes sent, the app's or those of a response made in its place.
     pub fn body_bytes(&self) -> u64 {
-        self.encoder.as_ref().map_or(0, ResponseEncoder::written)
+        self.encoder
+            .as_ref()
+            .map_or(self.replaced_body, ResponseEncoder::written)
     }
 
     /// The headers of the response sent, if they were kept for the access log.
@@ -257,8 +262,9 @@ impl StartResponse {
     }
 
     /// Replaces the response with a server-made one (an error before the head went out).
-    pub fn replace(&mut self, status: u16, response: Vec<u8>) {
+    pub fn replace(&mut self, status: u16, (response, body): (Vec<u8>, u64)) {
         self.status = status;
+        self.replaced_body = body;
         self.pieces.clear();
         self.out = response;
         self.finished = true;

@@ -10,14 +10,13 @@ use pyo3::prelude::*;
 use pyo3::types::{IntoPyDict, PyBytes, PyDict, PyList, PyTuple};
 use smallvec::SmallVec;
 
-use crate::access_log::{AccessFormat, Entry};
+use crate::access_log::{AccessFormat, Entry, Request};
 use crate::handoff::{
     Completion, Job, JobBody, Kind, OutputLimits, Pieces, RequestId, WorkerShared,
 };
 use crate::http::parse::{BodyFraming, RequestHead};
 use crate::http::response::{simple_response, RequestInfo};
 use crate::http::RequestError;
-use crate::net::Peer;
 use crate::stats::{decr, incr};
 
 use super::environ::{self, Built, RequestMeta};
@@ -162,13 +161,10 @@ impl<'a, 'py> Task<'a, 'py> {
             (access, app_time, access.is_some() && logged())
         {
             // No environ (the request failed before it): the peer, as REMOTE_ADDR shows it.
-            let remote = remote.unwrap_or_else(|| match peer {
-                Peer::Ip(addr) => addr.ip().to_string(),
-                Peer::Local => "localhost".to_owned(),
-            });
+            let remote = remote.unwrap_or_else(|| peer.remote_addr());
             let line = format.line(&Entry {
                 remote: &remote,
-                head: &head,
+                request: Request::Head(&head),
                 status,
                 body_bytes: rsp.as_ref().map_or(0, |r| r.body_bytes()),
                 queue_wait: taken_at.saturating_duration_since(queued_at),
