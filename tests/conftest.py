@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
 import subprocess
 import threading
 import time
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import pytest
 
@@ -157,6 +158,139 @@ def wait_serving(proc: subprocess.Popen, log_path: str, timeout: float = 20.0) -
         if time.monotonic() > deadline:
             pytest.fail(f"server did not log its address within {timeout}s: {text}")
         time.sleep(0.05)
+
+
+# ------------------------------------------------------------ servers in a subprocess
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SERVING = re.compile(r"Serving on http://([0-9.]+):([0-9]+)")
+
+
+class Spawned:
+    """A command (a server) in its own process group, its output (stdout and stderr)
+    collected line by line; ``stdin=True`` gives it a pipe to write to."""
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        cwd: Optional[str] = REPO_ROOT,
+        env: Optional[Dict[str, str]] = None,
+        stdin: bool = False,
+    ) -> None:
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        full_env["PYTHONUNBUFFERED"] = "1"
+        self.argv = list(argv)
+        self.proc = subprocess.Popen(
+            self.argv,
+            cwd=cwd,
+            env=full_env,
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            # a new session: the group holds every process it starts (workers, a reloader)
+            start_new_session=True,
+        )
+        self.host = HOST
+        self.port = 0
+        self._lines: List[str] = []
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with self._changed:
+                self._lines.append(line)
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    @property
+    def output(self) -> str:
+        with self._changed:
+            return "".join(self._lines)
+
+    def matches(self, pattern: "Union[str, re.Pattern[str]]") -> List["re.Match[str]"]:
+        """Every output line so far that matches ``pattern`` (a regex)."""
+        pattern = re.compile(pattern) if isinstance(pattern, str) else pattern
+        with self._changed:
+            return [m for m in map(pattern.search, self._lines) if m]
+
+    def wait_for(
+        self, pattern: "Union[str, re.Pattern[str]]", count: int = 1, timeout: float = 20.0
+    ) -> "re.Match[str]":
+        """The ``count``-th output line matching ``pattern``; fails if the process exits first."""
+        pattern = re.compile(pattern) if isinstance(pattern, str) else pattern
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                matches = self.matches(pattern)
+                if len(matches) >= count:
+                    return matches[count - 1]
+                if not self._reader.is_alive():
+                    pytest.fail(f"{self.argv} exited ({self.proc.poll()}) before printing "
+                                f"{pattern.pattern!r}:\n{''.join(self._lines)}")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    pytest.fail(f"{self.argv} did not print {pattern.pattern!r} within "
+                                f"{timeout}s:\n{''.join(self._lines)}")
+                self._changed.wait(left)
+
+    def wait_serving(self, count: int = 1) -> "Spawned":
+        """Wait for the ``count``-th ``Serving on`` line and take its address."""
+        match = self.wait_for(SERVING, count)
+        self.host, self.port = match.group(1), int(match.group(2))
+        return self
+
+    def url(self, path: str = "/") -> str:
+        return f"http://{self.host}:{self.port}{path}"
+
+    def send_signal(self, signum: int) -> None:
+        """A signal to the process alone (as a service manager or a terminal sends it)."""
+        self.proc.send_signal(signum)
+
+    def wait_exit(self, timeout: float = 20.0) -> int:
+        """Wait for the process to exit by itself; return its exit code."""
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            pytest.fail(f"{self.argv} did not exit within {timeout}s:\n{self.output}")
+        self._reader.join(5)
+        return code
+
+    def terminate(self, timeout: float = 10.0) -> int:
+        """SIGTERM to the process alone; its exit code."""
+        self.send_signal(signal.SIGTERM)
+        return self.wait_exit(timeout)
+
+    def kill(self) -> None:
+        """SIGKILL the whole group, leader gone or not: no stray server survives."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.proc.wait()
+        self._reader.join(5)
+
+
+@pytest.fixture
+def spawn():
+    """``spawn(argv, cwd=REPO_ROOT, env=None, stdin=False)``: start a :class:`Spawned`;
+    its process group is killed on teardown."""
+    started: List[Spawned] = []
+
+    def _spawn(argv: Sequence[str], **kw) -> Spawned:
+        process = Spawned(argv, **kw)
+        started.append(process)
+        return process
+
+    yield _spawn
+    for process in started:
+        process.kill()
 
 
 # --------------------------------------------------------------------------- parser

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import http.client
 import os
-import queue
 import signal
 import socket
 import struct
-import subprocess
 import sys
 import textwrap
 import threading
@@ -18,7 +16,7 @@ import pytest
 
 import maitre
 from conftest import (
-    HOST, SERVING_ON, Conn, connect, get, parse_responses, ping, raw, read_until_close, simple_app,
+    HOST, Conn, Spawned, connect, get, parse_responses, ping, raw, read_until_close, simple_app,
     wait_for,
 )
 
@@ -157,71 +155,12 @@ SERVE_SCRIPT = textwrap.dedent(
 )
 
 
-class ServeProcess:
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", SERVE_SCRIPT],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.lines: "queue.Queue[str]" = queue.Queue()
-        self.all_lines: list = []
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        for line in self.proc.stderr:
-            self.all_lines.append(line)
-            self.lines.put(line)
-
-    def wait_line(self, needle: str, timeout: float = 10.0) -> str:
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"{needle!r} not logged; stderr so far: {''.join(self.all_lines)!r}")
-            try:
-                line = self.lines.get(timeout=left)
-            except queue.Empty:
-                continue
-            if needle in line:
-                return line
-
-    @property
-    def port(self) -> int:
-        """The port the server bound (port 0), from its "Serving on" line."""
-        deadline = time.monotonic() + 10
-        while True:
-            for line in list(self.all_lines):
-                found = SERVING_ON.search(line)
-                if found:
-                    return int(found.group(1))
-            assert time.monotonic() < deadline, f"no 'Serving on' line: {self.all_lines!r}"
-            time.sleep(0.02)
-
-    def stderr_text(self) -> str:
-        self.reader.join(5)
-        return "".join(self.all_lines)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
-
-
 @pytest.fixture
-def serve_process():
-    procs = []
+def serve_process(spawn):
+    def start() -> Spawned:
+        return spawn([sys.executable, "-c", SERVE_SCRIPT]).wait_serving()
 
-    def start() -> ServeProcess:
-        p = ServeProcess()
-        procs.append(p)
-        return p
-
-    yield start
-    for p in procs:
-        p.kill()
+    return start
 
 
 def http_get(port: int, path: str, timeout: float = 5.0):
@@ -237,18 +176,17 @@ def http_get(port: int, path: str, timeout: float = 5.0):
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_serve_logs_answers_and_exits_on_signal(serve_process, signum):
     p = serve_process()
-    line = p.wait_line("Serving on")
+    line = p.wait_for("Serving on").string
     assert f"Serving on http://127.0.0.1:{p.port}" in line, line
     assert http_get(p.port, "/") == (200, b"hello from subprocess")
     p.proc.send_signal(signum)
-    assert p.proc.wait(5) == 0, p.stderr_text()
-    assert "SERVE-RETURNED" in p.stderr_text()
+    assert p.wait_exit(5) == 0, p.output
+    assert "SERVE-RETURNED" in p.output
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_serve_signal_finishes_in_flight_request(serve_process, signum):
     p = serve_process()
-    p.wait_line("Serving on")
     result = {}
 
     def client():
@@ -259,14 +197,14 @@ def test_serve_signal_finishes_in_flight_request(serve_process, signum):
 
     t = threading.Thread(target=client)
     t.start()
-    p.wait_line("SLOW-START")
+    p.wait_for("SLOW-START")
     t0 = time.monotonic()
     p.proc.send_signal(signum)
     t.join(10)
     assert result.get("response") == (200, b"slow done"), result
-    assert p.proc.wait(5) == 0, p.stderr_text()
+    assert p.wait_exit(5) == 0, p.output
     assert time.monotonic() - t0 < 5
-    assert "SERVE-RETURNED" in p.stderr_text()
+    assert "SERVE-RETURNED" in p.output
 
 
 # ----------------------------------------------------------------- connection management

@@ -10,10 +10,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import queue
-import re
 import signal
-import subprocess
 import sys
 import textwrap
 import threading
@@ -24,7 +21,7 @@ import pytest
 
 import maitre
 from maitre._maitre import Engine, Listeners
-from conftest import HOST, Conn, alive, get
+from conftest import HOST, Conn, Spawned, alive, get
 
 posix_only = pytest.mark.skipif(not hasattr(os, "fork"), reason="signals and fork are POSIX")
 
@@ -72,13 +69,6 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def in_group(pid: int, pgid: int) -> bool:
-    try:
-        return alive(pid) and os.getpgid(pid) == pgid
-    except ProcessLookupError:
-        return False
-
-
 def gone_within(pids: List[int], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while any(alive(p) for p in pids):
@@ -88,87 +78,22 @@ def gone_within(pids: List[int], timeout: float) -> bool:
     return True
 
 
-class ServerProcess:
-    """SCRIPT in a new session: ``how`` is serve / run / close, ``kw`` the options."""
-
-    def __init__(self, how: str, **kw) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", SCRIPT, how, json.dumps(kw)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
-        self.lines: "queue.Queue[str]" = queue.Queue()
-        self.all_lines: List[str] = []
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-        line = self.wait_line(r"^PORT (\d+)|Serving on http://[\d.]+:(\d+)")
-        self.port = int(next(g for g in line.groups() if g))
-        self.workers: List[int] = []
-        for _ in range(kw["workers"] if kw.get("workers", 1) > 1 else 0):
-            self.workers.append(int(self.wait_line(r"Started worker process (\d+)").group(1)))
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.all_lines.append(line)
-            self.lines.put(line)
-
-    def wait_line(self, pattern: str, timeout: float = 15.0) -> "re.Match[str]":
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"{pattern!r} not logged; stderr: {self.output()!r}")
-            try:
-                line = self.lines.get(timeout=left)
-            except queue.Empty:
-                continue
-            match = re.search(pattern, line)
-            if match:
-                return match
-
-    def output(self) -> str:
-        return "".join(self.all_lines)
-
-    def signal(self, signum: int) -> None:
-        self.proc.send_signal(signum)
-
-    def exit_code(self, timeout: float) -> int:
-        try:
-            code = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(f"still running {timeout}s later; stderr: {self.output()!r}") from None
-        self.reader.join(5)
-        return code
-
-    def kill(self) -> None:
-        """SIGKILLs the process group: the parent and its workers (which stay in it)."""
-        if self.proc.poll() is not None:
-            # Reaped: its pid may be reused; the group is ours while a worker is in it.
-            if not any(in_group(w, self.proc.pid) for w in self.workers):
-                return
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        self.proc.wait(5)
-
-
 @pytest.fixture
-def server_process():
-    started: List[ServerProcess] = []
+def server_process(spawn):
+    """SCRIPT in a new session: ``how`` is serve / run / close, ``kw`` the options; the
+    result's ``workers`` are the worker processes it started."""
 
-    def start(how: str, **kw) -> ServerProcess:
-        p = ServerProcess(how, **kw)
-        started.append(p)
+    def start(how: str, **kw) -> Spawned:
+        p = spawn([sys.executable, "-c", SCRIPT, how, json.dumps(kw)], stdin=True)
+        line = p.wait_for(r"^PORT (\d+)|Serving on http://[\d.]+:(\d+)")
+        p.port = int(next(g for g in line.groups() if g))
+        count = kw["workers"] if kw.get("workers", 1) > 1 else 0
+        p.workers = [
+            int(p.wait_for(r"Started worker process (\d+)", i + 1).group(1)) for i in range(count)
+        ]
         return p
 
-    yield start
-    for p in started:
-        p.kill()
+    return start
 
 
 class InFlight:
@@ -207,11 +132,11 @@ def test_run_in_main_thread_finishes_in_flight_request_on_sigterm(server_process
     (rc -15) and the in-flight response lost; it must stop as serve() does."""
     p = server_process("run")
     req = InFlight(p.port, "/slow?1")
-    pid = int(p.wait_line(r"SLOW-START (\d+)").group(1))
-    p.signal(signal.SIGTERM)
+    pid = int(p.wait_for(r"SLOW-START (\d+)").group(1))
+    p.send_signal(signal.SIGTERM)
     assert req.result() == (200, f"done by {pid}".encode())
-    assert p.exit_code(10) == 0, p.output()
-    assert "RETURNED" in p.output()
+    assert p.wait_exit(10) == 0, p.output
+    assert "RETURNED" in p.output
 
 
 @posix_only
@@ -220,11 +145,11 @@ def test_run_with_workers_sigterm_drains_and_stops_every_worker(server_process):
     workers kept serving, orphaned; now each worker drains and all exit."""
     p = server_process("run", workers=2)
     req = InFlight(p.port, "/slow?1")
-    pid = int(p.wait_line(r"SLOW-START (\d+)").group(1))
+    pid = int(p.wait_for(r"SLOW-START (\d+)").group(1))
     assert pid in p.workers
-    p.signal(signal.SIGTERM)
+    p.send_signal(signal.SIGTERM)
     assert req.result() == (200, f"done by {pid}".encode())
-    assert p.exit_code(10) == 0, p.output()
+    assert p.wait_exit(10) == 0, p.output
     assert gone_within(p.workers, 1.0), "a worker outlived its parent"
 
 
@@ -238,7 +163,7 @@ def test_workers_exit_when_the_parent_is_killed(server_process, no_pdeathsig):
     assert get(p.port, "/").status == 200
     p.proc.kill()
     p.proc.wait(5)
-    assert gone_within(p.workers, 5.0), f"workers orphaned: {p.output()!r}"
+    assert gone_within(p.workers, 5.0), f"workers orphaned: {p.output!r}"
 
 
 @posix_only
@@ -247,13 +172,13 @@ def test_close_with_workers_finishes_in_flight_request(server_process):
     requests; it must drain each worker as SIGTERM does."""
     p = server_process("close", workers=2)
     req = InFlight(p.port, "/slow?1")
-    pid = int(p.wait_line(r"SLOW-START (\d+)").group(1))
+    pid = int(p.wait_for(r"SLOW-START (\d+)").group(1))
     assert p.proc.stdin is not None
     p.proc.stdin.write("close\n")
     p.proc.stdin.flush()
     assert req.result() == (200, f"done by {pid}".encode())
-    assert p.exit_code(10) == 0, p.output()
-    assert "RETURNED" in p.output()
+    assert p.wait_exit(10) == 0, p.output
+    assert "RETURNED" in p.output
     assert gone_within(p.workers, 1.0)
 
 
@@ -290,12 +215,12 @@ def test_sigint_does_not_wait_for_an_app_past_the_drain_deadline(server_process)
     11.6 s after SIGINT; it must exit soon after the 1 s drain deadline."""
     p = server_process("serve", graceful_timeout=1)
     InFlight(p.port, "/slow?12")
-    p.wait_line("SLOW-START")
+    p.wait_for("SLOW-START")
     t0 = time.monotonic()
-    p.signal(signal.SIGINT)
-    assert p.exit_code(8) == 0, p.output()
+    p.send_signal(signal.SIGINT)
+    assert p.wait_exit(8) == 0, p.output
     assert time.monotonic() - t0 < 3.5
-    assert "RETURNED" in p.output()
+    assert "RETURNED" in p.output
 
 
 @posix_only
@@ -303,10 +228,10 @@ def test_an_app_blocked_forever_does_not_keep_the_process(server_process):
     """issue 13 item 4: an app blocked forever kept the process forever after SIGINT."""
     p = server_process("run", graceful_timeout=1)
     InFlight(p.port, "/block")
-    p.wait_line("BLOCK-START")
+    p.wait_for("BLOCK-START")
     t0 = time.monotonic()
-    p.signal(signal.SIGINT)
-    assert p.exit_code(8) == 0, p.output()
+    p.send_signal(signal.SIGINT)
+    assert p.wait_exit(8) == 0, p.output
     assert time.monotonic() - t0 < 3.5
 
 
@@ -319,13 +244,13 @@ def test_a_second_signal_stops_at_once(server_process, how, signum, workers):
     must end the process at once, worker processes included."""
     p = server_process(how, graceful_timeout=60, workers=workers)
     InFlight(p.port, "/block")
-    p.wait_line("BLOCK-START")
-    p.signal(signum)
+    p.wait_for("BLOCK-START")
+    p.send_signal(signum)
     time.sleep(1.0)
-    assert p.proc.poll() is None, f"the first signal must drain, not exit: {p.proc.returncode} {p.output()!r}"
+    assert p.proc.poll() is None, f"the first signal must drain, not exit: {p.proc.returncode} {p.output!r}"
     t0 = time.monotonic()
-    p.signal(signum)
-    p.exit_code(4)
+    p.send_signal(signum)
+    p.wait_exit(4)
     assert time.monotonic() - t0 < 2.0
     assert gone_within(p.workers, 1.0), "a worker outlived its parent"
 

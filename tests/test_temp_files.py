@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import queue
 import shutil
 import socket
 import stat
@@ -19,7 +18,7 @@ import time
 
 import pytest
 
-from conftest import HOST, parse_one
+from conftest import HOST, Spawned, parse_one
 
 BIG = 21 * 1024 * 1024
 
@@ -56,68 +55,23 @@ def pattern(n: int) -> bytes:
     return (p * (n // len(p) + 1))[:n]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """``maitre.serve`` in a subprocess with its own environment; stderr collected."""
-
-    def __init__(self, env: dict, **options) -> None:
-        self.port = free_port()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", SERVER_SCRIPT, str(self.port), json.dumps(options)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, **env},
-        )
-        self.lines: "queue.Queue[str]" = queue.Queue()
-        self.all_lines: list = []
-        threading.Thread(target=self._read, daemon=True).start()
-        self.wait_line("Serving on")
-
-    def _read(self) -> None:
-        for line in self.proc.stderr:
-            self.all_lines.append(line)
-            self.lines.put(line)
-
-    def wait_line(self, needle: str, timeout: float = 10.0) -> str:
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                line = self.lines.get(timeout=left)
-            except queue.Empty:
-                break
-            if needle in line:
-                return line
-        raise AssertionError(f"{needle!r} not logged; stderr: {''.join(self.all_lines)!r}")
-
-    def connect(self) -> socket.socket:
-        sock = socket.create_connection((HOST, self.port), timeout=10)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
-        return sock
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
-
-
 @pytest.fixture
-def server():
-    started = []
+def server(spawn):
+    """``server(env, **options)``: SERVER_SCRIPT with ``env`` added to its environment
+    (``TMPDIR`` is read there), once it serves."""
 
-    def start(env: dict, **options) -> Server:
-        s = Server(env, **options)
-        started.append(s)
-        return s
+    def start(env: dict, **options) -> Spawned:
+        argv = [sys.executable, "-c", SERVER_SCRIPT, "0", json.dumps(options)]
+        return spawn(argv, env=env).wait_serving()
 
-    yield start
-    for s in started:
-        s.stop()
+    return start
+
+
+def connect_small(s: Spawned) -> socket.socket:
+    """A connection with a small receive window: output piles up in the server."""
+    sock = socket.create_connection((HOST, s.port), timeout=10)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    return sock
 
 
 def read_response(sock: socket.socket, pause: float = 0.0):
@@ -147,7 +101,7 @@ def test_spill_file_that_cannot_be_created_keeps_the_response_whole(server, tmp_
     memory, the response is complete, and one WARNING names the directory."""
     missing = tmp_path / "no-such-dir"
     s = server({"TMPDIR": str(missing)}, outbuf_overflow=64 * 1024)
-    with s.connect() as sock:
+    with connect_small(s) as sock:
         sock.sendall(f"GET /{BIG} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
         resp = read_response(sock, pause=0.5)
         assert resp.status == 200
@@ -156,10 +110,10 @@ def test_spill_file_that_cannot_be_created_keeps_the_response_whole(server, tmp_
         # The connection still serves.
         sock.sendall(b"GET /10 HTTP/1.1\r\nHost: t\r\n\r\n")
         assert read_response(sock).body == pattern(10)
-    line = s.wait_line("WARNING")
+    line = s.wait_for("WARNING").string
     assert str(missing) in line, line
     assert "No such file or directory" in line, line
-    assert "".join(s.all_lines).count("WARNING") == 1, s.all_lines
+    assert s.output.count("WARNING") == 1, s.output
 
 
 def test_body_spool_that_cannot_be_created_is_a_500_and_a_warning(server, tmp_path):
@@ -169,13 +123,13 @@ def test_body_spool_that_cannot_be_created_is_a_500_and_a_warning(server, tmp_pa
     missing = tmp_path / "no-such-dir"
     s = server({"TMPDIR": str(missing)}, inbuf_overflow=1024)
     body = b"x" * 100_000
-    with s.connect() as sock:
+    with connect_small(s) as sock:
         sock.sendall(
             f"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
         )
         resp = read_response(sock)
         assert resp.status == 500
-    line = s.wait_line("WARNING")
+    line = s.wait_for("WARNING").string
     assert str(missing) in line, line
 
 
@@ -262,7 +216,7 @@ def test_spooled_body_and_spilled_response_are_never_readable_by_others(
     watcher = threading.Thread(target=watch, args=(tmp, stop, seen), daemon=True)
     watcher.start()
     try:
-        with s.connect() as sock:
+        with connect_small(s) as sock:
             head = f"POST /echo?{size} HTTP/1.1\r\nHost: t\r\nContent-Length: {len(body)}\r\n\r\n"
             sock.sendall(head.encode() + body[:100_000])
             time.sleep(0.5)  # the body is spooling to disk now

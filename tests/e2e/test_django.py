@@ -376,5 +376,5 @@ def test_python_m_maitre_subprocess_serves_django_and_stops_on_sigterm(serve_pro
     finally:
         conn.close()
     code = p.terminate()
-    assert code == 0, p.stderr
-    assert f"Serving on http://127.0.0.1:{p.port}" in p.stderr
+    assert code == 0, p.output
+    assert f"Serving on http://127.0.0.1:{p.port}" in p.output

@@ -406,8 +406,8 @@ def test_maitre_serve_subprocess_serves_flask_and_stops_on_sigterm(serve_process
     finally:
         conn.close()
     code = p.terminate()
-    assert code == 0, p.stderr
-    assert f"Serving on http://127.0.0.1:{p.port}" in p.stderr
+    assert code == 0, p.output
+    assert f"Serving on http://127.0.0.1:{p.port}" in p.output
 
 
 @pytest.mark.parametrize("framing", ["length", "chunked"])
