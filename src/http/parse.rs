@@ -172,7 +172,10 @@ pub fn parse_head(
             return Err(RequestError::TooManyHeaders)
         }
         Err(httparse::Error::TooManyHeaders) => return Err(RequestError::HeaderTooLarge),
-        Err(httparse::Error::Version) => return newer_version(buf, limits, req.path),
+        Err(httparse::Error::Version) => {
+            let reread = newer_version(buf, limits, req.path)?;
+            return Ok(reread.map(|(head, len)| (head, skip + len)));
+        }
         Err(_) => return Err(RequestError::BadRequest("malformed request head")),
     };
     // The request line is the method, the target, and 9 bytes: its length
@@ -628,6 +631,9 @@ mod tests {
             let h = ok(&req);
             assert_eq!((h.version, h.keep_alive), (Version::Http11, true), "{line}");
             assert_eq!(h.target(), b"/a");
+            // After empty lines, the length counts them too.
+            let (_, n) = parse(&format!("\r\n{req}")).unwrap().unwrap();
+            assert_eq!(n, req.len() + 2);
             // Still HTTP/1.1's rules: Host is required.
             assert!(matches!(
                 bad("GET / HTTP/1.2\r\n\r\n"),
