@@ -335,8 +335,15 @@ impl EventLoop {
         }
     }
 
+    /// Handles the completions queued now, not those that arrive meanwhile:
+    /// workers streaming as fast as the loop writes would otherwise keep it
+    /// here, and no other socket would be polled (a connection whose socket
+    /// filled would wait, and its worker with it).
     fn drain_completions(&mut self) {
-        while let Ok(c) = self.completions.try_recv() {
+        for _ in 0..self.completions.len() {
+            let Ok(c) = self.completions.try_recv() else {
+                break;
+            };
             let id = c.req.conn;
             self.with_conn(id, |conn, ctx| conn.on_completion(ctx, c));
         }

@@ -369,8 +369,13 @@ impl Conn {
         let pushed = self.out.push_through(c.data, &mut self.socket);
         let written = *pushed.as_ref().unwrap_or(&0);
         let limits = OutputLimits::new(ctx.cfg);
-        self.shared
-            .progress(written, taken, self.out.in_memory(), limits);
+        self.shared.progress(
+            written,
+            taken,
+            self.out.in_memory(),
+            !self.out.is_empty(),
+            limits,
+        );
         match pushed {
             Ok(0) => {}
             Ok(n) => {
@@ -428,7 +433,8 @@ impl Conn {
     fn drop_late(&mut self, ctx: &Ctx, c: Completion) -> Next {
         let n = c.data.iter().map(Piece::len).sum();
         let limits = OutputLimits::new(ctx.cfg);
-        self.shared.progress(n, n, self.out.in_memory(), limits);
+        self.shared
+            .progress(n, n, self.out.in_memory(), !self.out.is_empty(), limits);
         log::debug!(target: "maitre", "dropped output for a request to {} that had ended", self.peer);
         Next::Keep
     }
@@ -854,7 +860,8 @@ impl Conn {
         if n > 0 {
             add(&ctx.stats.lp.bytes_out, n as u64);
             let limits = OutputLimits::new(ctx.cfg);
-            self.shared.progress(n, 0, self.out.in_memory(), limits);
+            self.shared
+                .progress(n, 0, self.out.in_memory(), !self.out.is_empty(), limits);
             self.last_activity = ctx.now;
         }
         Ok(())
