@@ -368,14 +368,7 @@ impl Conn {
         let taken = c.data.iter().map(Piece::len).sum();
         let pushed = self.out.push_through(c.data, &mut self.socket);
         let written = *pushed.as_ref().unwrap_or(&0);
-        let limits = OutputLimits::new(ctx.cfg);
-        self.shared.progress(
-            written,
-            taken,
-            self.out.in_memory(),
-            !self.out.is_empty(),
-            limits,
-        );
+        self.report_progress(ctx, written, taken);
         match pushed {
             Ok(0) => {}
             Ok(n) => {
@@ -432,9 +425,7 @@ impl Conn {
     /// where they would land inside or after the next response.
     fn drop_late(&mut self, ctx: &Ctx, c: Completion) -> Next {
         let n = c.data.iter().map(Piece::len).sum();
-        let limits = OutputLimits::new(ctx.cfg);
-        self.shared
-            .progress(n, n, self.out.in_memory(), !self.out.is_empty(), limits);
+        self.report_progress(ctx, n, n);
         log::debug!(target: "maitre", "dropped output for a request to {} that had ended", self.peer);
         Next::Keep
     }
@@ -859,12 +850,22 @@ impl Conn {
         let n = self.out.write_to(&mut self.socket)?;
         if n > 0 {
             add(&ctx.stats.lp.bytes_out, n as u64);
-            let limits = OutputLimits::new(ctx.cfg);
-            self.shared
-                .progress(n, 0, self.out.in_memory(), !self.out.is_empty(), limits);
+            self.report_progress(ctx, n, 0);
             self.last_activity = ctx.now;
         }
         Ok(())
+    }
+
+    /// Tells the workers `written` bytes went out and `taken` bytes were taken
+    /// from them, with what the output buffer now holds.
+    fn report_progress(&self, ctx: &Ctx, written: usize, taken: usize) {
+        self.shared.progress(
+            written,
+            taken,
+            self.out.in_memory(),
+            !self.out.is_empty(),
+            OutputLimits::new(ctx.cfg),
+        );
     }
 
     /// Called when the connection leaves the loop: wakes any worker waiting on it.
