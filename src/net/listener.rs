@@ -27,6 +27,9 @@ pub struct Listener {
     /// A socket the caller bound (`sockets=`): its blocking mode to give back.
     #[cfg(unix)]
     borrowed: Option<Borrowed>,
+    /// Its accepted sockets come with TCP_NODELAY already set (Linux copies
+    /// the listener's), which saves a setsockopt per connection.
+    nodelay_inherited: bool,
 }
 
 pub enum ListenSocket {
@@ -105,6 +108,8 @@ fn bound_tcp_socket(addr: SocketAddr, reuse_port: bool) -> io::Result<Socket> {
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
+    // Accepted sockets inherit it on Linux (see `Listener::tcp`).
+    let _ = socket.set_tcp_nodelay(true);
     socket.bind(&addr.into())?;
     Ok(socket)
 }
@@ -154,6 +159,7 @@ impl Listener {
 
     fn tcp(socket: Socket) -> io::Result<Listener> {
         socket.set_nonblocking(true)?;
+        let nodelay_inherited = cfg!(target_os = "linux") && socket.tcp_nodelay().unwrap_or(false);
         let std_listener: std::net::TcpListener = socket.into();
         let addr = std_listener.local_addr()?;
         Ok(Listener {
@@ -163,6 +169,7 @@ impl Listener {
             worker: None,
             #[cfg(unix)]
             borrowed: None,
+            nodelay_inherited,
         })
     }
 
@@ -192,6 +199,7 @@ impl Listener {
             effective: ("unix".to_owned(), Port::Path(path.to_owned())),
             worker: None,
             borrowed: None,
+            nodelay_inherited: false,
         })
     }
 
@@ -238,7 +246,9 @@ impl Listener {
         match &self.socket {
             ListenSocket::Tcp(l) => {
                 let (stream, peer) = l.accept()?;
-                let _ = stream.set_nodelay(true);
+                if !self.nodelay_inherited {
+                    let _ = stream.set_nodelay(true);
+                }
                 Ok((Stream::Tcp(stream), Peer::Ip(peer)))
             }
             #[cfg(unix)]
@@ -319,6 +329,27 @@ mod tests {
         let path = dir.join(name);
         let _ = std::fs::remove_file(&path);
         path
+    }
+
+    #[test]
+    fn accepted_tcp_sockets_have_nodelay() {
+        for l in [
+            Listener::bind("127.0.0.1:0".parse().unwrap(), 8).unwrap(),
+            Listener::bind_group("127.0.0.1:0".parse().unwrap(), 8, 1)
+                .unwrap()
+                .remove(0),
+        ] {
+            let addr = l.socket_ref().local_addr().unwrap().as_socket().unwrap();
+            let _client = std::net::TcpStream::connect(addr).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            let (Stream::Tcp(s), _) = l.accept().unwrap() else {
+                panic!("a TCP listener accepted a non-TCP stream");
+            };
+            assert!(
+                s.nodelay().unwrap(),
+                "small responses must not wait for Nagle"
+            );
+        }
     }
 
     #[test]
