@@ -64,7 +64,8 @@ fn run(shared: &WorkerShared) {
                 shared.refused.emit(format);
             }
         };
-        while let Some(job) = shared.jobs.next(py, chores) {
+        let mut jobs = shared.jobs.worker();
+        while let Some(job) = jobs.next(py, chores) {
             let taken_at = Instant::now();
             shared.stats.dequeue(job.queued_at, taken_at);
             chores();
