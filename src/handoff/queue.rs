@@ -14,7 +14,8 @@
 //! That woken worker is a spare: while another worker is awake and keeps
 //! taking jobs, it waits without asking for the GIL, and asks only once no
 //! job has been taken for `STALL` (the awake ones are blocked, GIL released,
-//! or in a long request). Asking at once made it wait for the GIL behind a
+//! or in a long request; a spare woken longer than that after the last job
+//! was taken asks at once). Asking at once made it wait for the GIL behind a
 //! worker running a GIL-bound app, and after Python's switch interval (5 ms)
 //! take it in the middle of that worker's request: about one request in 45
 //! of a Django view took 5-10 ms longer (p99 16.8 ms, 8.8 ms without). The
@@ -40,7 +41,6 @@ const STALL: Duration = Duration::from_millis(1);
 /// (the loop may be closing the queue, or asleep in its poll).
 const SPARE_NAP: Duration = Duration::from_millis(50);
 
-#[derive(Default)]
 struct Idle {
     state: Mutex<IdleState>,
     /// Where idle workers sleep.
@@ -51,6 +51,23 @@ struct Idle {
     spare_waiting: AtomicBool,
     /// Jobs taken so far: progress, as the loop sees it.
     taken: AtomicU64,
+    /// When the last job was taken, in ns since `epoch`.
+    last_take: AtomicU64,
+    epoch: Instant,
+}
+
+impl Default for Idle {
+    fn default() -> Self {
+        Idle {
+            state: Mutex::default(),
+            cv: Condvar::new(),
+            spare_cv: Condvar::new(),
+            spare_waiting: AtomicBool::new(false),
+            taken: AtomicU64::new(0),
+            last_take: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -105,6 +122,8 @@ impl Idle {
     /// `searching` still set, wake nobody, and wait for a busy worker.
     fn took_job(&self, was_woken: bool, more: impl Fn() -> bool) {
         self.taken.fetch_add(1, Ordering::Relaxed);
+        self.last_take
+            .store(self.since_epoch(Instant::now()), Ordering::Relaxed);
         if !was_woken && !more() {
             return;
         }
@@ -181,11 +200,21 @@ impl Idle {
             if waited && !ready() {
                 return Spare::Drained;
             }
-            // The first `STALL` it times itself: the loop may be asleep in
-            // its poll, unaware of the spare until its next event.
+            // The first `STALL` (counted from the last job taken) it times
+            // itself: the loop may be asleep in its poll, unaware of the
+            // spare until its next event. No job taken for that long (a
+            // quiet server, the busy one in a long request or blocked): it
+            // joins at once, as fast as a worker that had been idle.
+            let nap = if waited {
+                SPARE_NAP
+            } else {
+                match self.first_nap(Instant::now()) {
+                    Some(nap) => nap,
+                    None => return Spare::Join,
+                }
+            };
             let seen = self.taken.load(Ordering::Relaxed);
             self.spare_waiting.store(true, Ordering::Relaxed);
-            let nap = if waited { SPARE_NAP } else { STALL };
             let napped = self.spare_cv.wait_for(state, nap).timed_out();
             self.spare_waiting.store(false, Ordering::Relaxed);
             if napped && self.taken.load(Ordering::Relaxed) == seen {
@@ -193,6 +222,18 @@ impl Idle {
             }
             waited = true;
         }
+    }
+
+    /// How long a spare woken at `now` waits before it looks for progress:
+    /// what is left of `STALL` since the last job was taken (`None`: nothing).
+    fn first_nap(&self, now: Instant) -> Option<Duration> {
+        let last = Duration::from_nanos(self.last_take.load(Ordering::Relaxed));
+        let since = Duration::from_nanos(self.since_epoch(now)).saturating_sub(last);
+        STALL.checked_sub(since).filter(|left| !left.is_zero())
+    }
+
+    fn since_epoch(&self, t: Instant) -> u64 {
+        u64::try_from(t.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
     }
 
     /// The loop's look at a waiting spare (see `JobSender::announce`).
@@ -432,5 +473,20 @@ mod tests {
             idle.state.lock().stalled,
             "no job taken for STALL: the spare joins"
         );
+    }
+
+    /// A spare woken long after the last job was taken (a quiet server whose
+    /// one busy worker is blocked or in a long request) joins at once; one
+    /// woken while jobs are being taken waits out the rest of `STALL`.
+    #[test]
+    fn a_spare_waits_only_while_jobs_are_being_taken() {
+        use super::{Idle, STALL};
+        let idle = Idle::default();
+        let t0 = idle.epoch + STALL;
+        idle.last_take
+            .store(idle.since_epoch(t0), Ordering::Relaxed);
+        assert_eq!(idle.first_nap(t0 + STALL / 4), Some(STALL - STALL / 4));
+        assert_eq!(idle.first_nap(t0 + STALL), None);
+        assert_eq!(idle.first_nap(t0 + STALL * 10), None);
     }
 }
