@@ -168,7 +168,8 @@ SERVING = re.compile(r"Serving on http://([0-9.]+):([0-9]+)")
 
 class Spawned:
     """A command (a server) in its own process group, its output (stdout and stderr)
-    collected line by line; ``stdin=True`` gives it a pipe to write to."""
+    collected line by line; ``stdin=True`` gives it a pipe to write to, ``pass_fds``
+    descriptors it inherits (as :class:`subprocess.Popen`'s)."""
 
     def __init__(
         self,
@@ -176,6 +177,7 @@ class Spawned:
         cwd: Optional[str] = REPO_ROOT,
         env: Optional[Dict[str, str]] = None,
         stdin: bool = False,
+        pass_fds: Sequence[int] = (),
     ) -> None:
         full_env = dict(os.environ)
         full_env.update(env or {})
@@ -189,6 +191,7 @@ class Spawned:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            pass_fds=pass_fds,
             # a new session: the group holds every process it starts (workers, a reloader)
             start_new_session=True,
         )
@@ -279,7 +282,7 @@ class Spawned:
 
 @pytest.fixture
 def spawn():
-    """``spawn(argv, cwd=REPO_ROOT, env=None, stdin=False)``: start a :class:`Spawned`;
+    """``spawn(argv, cwd=REPO_ROOT, env=None, stdin=False, pass_fds=())``: start a :class:`Spawned`;
     its process group is killed on teardown."""
     started: List[Spawned] = []
 
