@@ -9,8 +9,10 @@
 * ``raw(port, data, timeout)``: send raw bytes, read until the server closes.
 * ``recv_until(sock, done, timeout)``: read until ``done(data)``, failing on EOF/timeout.
 * :class:`Conn`: a persistent raw connection that reads one response at a time.
-* ``wait_serving(proc, log_path)``: the port a subprocess server bound to port 0
-  logs ("Serving on http://host:port") to its stderr file.
+* ``spawn(argv, ...)`` (fixture/factory): a :class:`Spawned` server subprocess in
+  its own process group, its output captured; ``.wait_serving()`` takes the port it
+  bound to port 0 from its "Serving on http://host:port" line.  On teardown each
+  process group is killed.
 * :func:`parse_responses` / :func:`parse_one`: a strict HTTP/1.1 response parser
   (status line, headers, body by Content-Length / chunked / close) that splits a
   byte stream holding several pipelined responses.
@@ -139,27 +141,6 @@ def alive(pid: int) -> bool:
         return True
 
 
-SERVING_ON = re.compile(r"Serving on http://\S+:(\d+)")
-
-
-def wait_serving(proc: subprocess.Popen, log_path: str, timeout: float = 20.0) -> int:
-    """Wait for the "Serving on http://host:port" line that a server started with
-    port 0 writes to ``log_path`` (its stderr); return the port.  The socket listens
-    by then: connections made at once are served when the server runs."""
-    deadline = time.monotonic() + timeout
-    while True:
-        with open(log_path) as f:
-            text = f.read()
-        found = SERVING_ON.search(text)
-        if found:
-            return int(found.group(1))
-        if proc.poll() is not None:
-            pytest.fail(f"server exited with {proc.returncode} before serving: {text}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"server did not log its address within {timeout}s: {text}")
-        time.sleep(0.05)
-
-
 # ------------------------------------------------------------ servers in a subprocess
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -168,7 +149,8 @@ SERVING = re.compile(r"Serving on http://([0-9.]+):([0-9]+)")
 
 class Spawned:
     """A command (a server) in its own process group, its output (stdout and stderr)
-    collected line by line; ``stdin=True`` gives it a pipe to write to."""
+    collected line by line; ``stdin=True`` gives it a pipe to write to, ``pass_fds``
+    descriptors it inherits (as :class:`subprocess.Popen`'s)."""
 
     def __init__(
         self,
@@ -176,6 +158,7 @@ class Spawned:
         cwd: Optional[str] = REPO_ROOT,
         env: Optional[Dict[str, str]] = None,
         stdin: bool = False,
+        pass_fds: Sequence[int] = (),
     ) -> None:
         full_env = dict(os.environ)
         full_env.update(env or {})
@@ -189,6 +172,7 @@ class Spawned:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            pass_fds=pass_fds,
             # a new session: the group holds every process it starts (workers, a reloader)
             start_new_session=True,
         )
@@ -240,7 +224,8 @@ class Spawned:
                 self._changed.wait(left)
 
     def wait_serving(self, count: int = 1) -> "Spawned":
-        """Wait for the ``count``-th ``Serving on`` line and take its address."""
+        """Wait for the ``count``-th ``Serving on`` line and take its address.  The
+        socket listens by then: connections made at once are served when the server runs."""
         match = self.wait_for(SERVING, count)
         self.host, self.port = match.group(1), int(match.group(2))
         return self
@@ -279,7 +264,7 @@ class Spawned:
 
 @pytest.fixture
 def spawn():
-    """``spawn(argv, cwd=REPO_ROOT, env=None, stdin=False)``: start a :class:`Spawned`;
+    """``spawn(argv, cwd=REPO_ROOT, env=None, stdin=False, pass_fds=())``: start a :class:`Spawned`;
     its process group is killed on teardown."""
     started: List[Spawned] = []
 

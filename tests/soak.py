@@ -14,9 +14,7 @@ import argparse
 import hashlib
 import os
 import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from typing import Dict, List
@@ -24,7 +22,7 @@ from typing import Dict, List
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from conftest import HOST, Conn, connect, parse_responses, raw, wait_serving  # noqa: E402
+from conftest import HOST, Conn, Spawned, connect, parse_responses, raw  # noqa: E402
 
 POST_BODY = os.urandom(64 * 1024)
 POST_SHA = hashlib.sha256(POST_BODY).hexdigest()
@@ -122,13 +120,13 @@ class Server:
     """maitre serving this module's ``app`` in a subprocess."""
 
     def __init__(self, threads: int = 4) -> None:
-        self.log = tempfile.NamedTemporaryFile("w+", suffix=".log", prefix="maitre-soak-")
-        env = dict(os.environ, PYTHONPATH=HERE + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        self.proc = subprocess.Popen(
+        env = {"PYTHONPATH": HERE + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        self.process = Spawned(
             [sys.executable, "-m", "maitre", f"--listen={HOST}:0", f"--threads={threads}", "soak:app"],
-            stdout=subprocess.DEVNULL, stderr=self.log, env=env,
-        )
-        self.port = wait_serving(self.proc, self.log.name)
+            env=env,
+        ).wait_serving()
+        self.proc = self.process.proc
+        self.port = self.process.port
 
     def settle(self, seconds: float = 5.0) -> None:
         """Wait until the server holds only its listening descriptors again
@@ -143,16 +141,9 @@ class Server:
             base = now
 
     def stop(self) -> str:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.seek(0)
-        text = self.log.read()
-        self.log.close()
-        return text
+        """SIGTERM (failing, after a SIGKILL, if it does not exit); its output."""
+        self.process.terminate()
+        return self.process.output
 
 
 def soak(total: int, clients: int, warmup: int = 5000) -> Dict[str, object]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import getopt
 import http.client
 import io
-import signal
 import subprocess
 import sys
 import textwrap
@@ -18,7 +17,6 @@ import maitre
 import maitre.demo
 from maitre import cli
 from maitre.options import OPTIONS
-from conftest import wait_serving
 
 HOST = "127.0.0.1"
 
@@ -284,36 +282,24 @@ def test_module_bad_option():
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM is POSIX")
-def test_module_serves_demo_and_stops_on_sigterm(tmp_path):
-    log_path = str(tmp_path / "stderr.log")
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "maitre", f"--listen={HOST}:0", "--threads=2", "maitre.demo:app"],
-            stdout=subprocess.DEVNULL, stderr=log, text=True,
-        )
-    try:
-        port = wait_serving(proc, log_path)
-        conn = http.client.HTTPConnection(HOST, port, timeout=5)
-        conn.request("GET", "/")
-        response = conn.getresponse()
-        body = response.read()
-        assert response.status == 200
-        assert b"maitre is serving" in body
-        assert response.getheader("Server") == "maitre"
+def test_module_serves_demo_and_stops_on_sigterm(spawn):
+    server = spawn(
+        [sys.executable, "-m", "maitre", f"--listen={HOST}:0", "--threads=2", "maitre.demo:app"]
+    ).wait_serving()
+    port = server.port
+    conn = http.client.HTTPConnection(HOST, port, timeout=5)
+    conn.request("GET", "/")
+    response = conn.getresponse()
+    body = response.read()
+    assert response.status == 200
+    assert b"maitre is serving" in body
+    assert response.getheader("Server") == "maitre"
 
-        conn.request("POST", "/echo", body=b"ping-pong", headers={"Content-Type": "text/plain"})
-        response = conn.getresponse()
-        assert response.status == 200
-        assert response.read() == b"ping-pong"
-        conn.close()
+    conn.request("POST", "/echo", body=b"ping-pong", headers={"Content-Type": "text/plain"})
+    response = conn.getresponse()
+    assert response.status == 200
+    assert response.read() == b"ping-pong"
+    conn.close()
 
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    with open(log_path) as f:
-        err = f.read()
-    assert proc.returncode == 0, err
-    assert f"Serving on http://{HOST}:{port}" in err
+    assert server.terminate(10) == 0, server.output
+    assert f"Serving on http://{HOST}:{port}" in server.output

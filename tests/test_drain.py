@@ -159,12 +159,10 @@ def test_systemd_hears_ready_and_stopping(serve, tmp_path, monkeypatch):
 
 
 @pytest.mark.skipif(not hasattr(socket, "AF_UNIX") or sys.platform == "win32", reason="fork/exec fds")
-def test_systemd_socket_activation_serves_the_passed_socket(tmp_path):
+def test_systemd_socket_activation_serves_the_passed_socket(spawn):
     """LISTEN_FDS/LISTEN_PID: the socket systemd bound (descriptor 3) is served,
     not the host/port the command line names."""
     import http.client
-    import os
-    import subprocess
     import textwrap
 
     listener = socket.socket()
@@ -182,28 +180,22 @@ def test_systemd_socket_activation_serves_the_passed_socket(tmp_path):
         maitre.serve(app, host="127.0.0.1", port=1)  # port 1: never bound if fd 3 is used
         """
     )
-    env = dict(os.environ, LISTEN_FDS="1")
     fd = listener.fileno()
-    proc = subprocess.Popen(
-        ["sh", "-c", 'LISTEN_PID=$$ exec "$0" -c "$1"', sys.executable, script],
-        # 3 is kept too: close_fds runs after preexec_fn has put the socket there.
-        env=env, pass_fds=(fd, 3), preexec_fn=lambda: os.dup2(fd, 3),
-        stderr=subprocess.PIPE, start_new_session=True,
-    )
     try:
-        body = b""
-        for _ in range(100):
-            try:
-                c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                c.request("GET", "/")
-                body = c.getresponse().read()
-                break
-            except OSError:
-                time.sleep(0.05)
-        assert body == b"activated %d" % proc.pid
+        # The shell puts the socket on descriptor 3, as systemd does (bash: dash takes
+        # one-digit descriptors only), and names itself LISTEN_PID before it becomes
+        # the server.
+        server = spawn(
+            ["bash", "-c", 'LISTEN_PID=$$ exec "$0" -c "$1" 3<&"$2"', sys.executable, script, str(fd)],
+            env={"LISTEN_FDS": "1"}, pass_fds=(fd,),
+        ).wait_serving()
+        assert server.port == port
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        c.request("GET", "/")
+        body = c.getresponse().read()
+        c.close()
+        assert body == b"activated %d" % server.proc.pid
+        assert server.terminate(10) == 0, server.output
     finally:
-        proc.terminate()
-        _, err = proc.communicate(timeout=10)
         listener.close()
-    assert proc.returncode == 0, err.decode()
-    assert b"systemd passed" in err
+    assert "systemd passed" in server.output

@@ -4,9 +4,7 @@ The server runs in a subprocess so its peak RSS (VmHWM) is its own."""
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
 import sys
 import textwrap
 import threading
@@ -59,27 +57,22 @@ def fetch(port: int, results: list) -> None:
         results.append(got)
 
 
-def test_streamed_fresh_chunks_stay_within_outbuf_overflow_per_connection():
+def test_streamed_fresh_chunks_stay_within_outbuf_overflow_per_connection(spawn):
     """Issue 18: 16 connections streaming fresh 64 KiB chunks held every chunk
     until a worker's next job (1.5 GB for 100 MiB responses); now at most about
     `outbuf_overflow` (1 MiB) per connection is in memory."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True, start_new_session=True
-    )
-    try:
-        port = int(proc.stdout.readline())
-        fetch(port, [])  # warm up: imports, threads, arenas
-        baseline = peak_rss(proc.pid)
-        results: list = []
-        clients = [threading.Thread(target=fetch, args=(port, results)) for _ in range(CONNECTIONS)]
-        for c in clients:
-            c.start()
-        for c in clients:
-            c.join(60)
-        assert len(results) == CONNECTIONS
-        assert all(n > CHUNK * CHUNKS for n in results), results
-        grown = peak_rss(proc.pid) - baseline
-        assert grown < 64 << 20, f"peak RSS grew by {grown >> 20} MiB for {CONNECTIONS} streams"
-    finally:
-        os.killpg(proc.pid, 9)
-        proc.wait()
+    server = spawn([sys.executable, "-c", SERVER])
+    port = int(server.wait_for(r"^(\d+)$").group(1))
+    pid = server.proc.pid
+    fetch(port, [])  # warm up: imports, threads, arenas
+    baseline = peak_rss(pid)
+    results: list = []
+    clients = [threading.Thread(target=fetch, args=(port, results)) for _ in range(CONNECTIONS)]
+    for c in clients:
+        c.start()
+    for c in clients:
+        c.join(60)
+    assert len(results) == CONNECTIONS
+    assert all(n > CHUNK * CHUNKS for n in results), results
+    grown = peak_rss(pid) - baseline
+    assert grown < 64 << 20, f"peak RSS grew by {grown >> 20} MiB for {CONNECTIONS} streams"

@@ -3,12 +3,8 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 
@@ -34,46 +30,26 @@ APP = textwrap.dedent(
 )
 
 
-def test_pserve_runs_maitre_from_an_ini_file(tmp_path):
+def test_pserve_runs_maitre_from_an_ini_file(tmp_path, spawn):
     (tmp_path / "pastedemo.py").write_text(APP)
-    with __import__("socket").socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    (tmp_path / "app.ini").write_text(textwrap.dedent(f"""
+    (tmp_path / "app.ini").write_text(textwrap.dedent("""
         [app:main]
         use = call:pastedemo:make_app
 
         [server:main]
         use = egg:maitre#main
-        listen = 127.0.0.1:{port}
+        listen = 127.0.0.1:0
         threads = 2
         ident = maitre-paste
         expose_tracebacks = false
         """))
-    env = dict(os.environ, PYTHONPATH=str(tmp_path))
-    log = open(tmp_path / "pserve.log", "w+")
-    proc = subprocess.Popen(
+    server = spawn(
         [sys.executable, "-m", "pyramid.scripts.pserve", str(tmp_path / "app.ini")],
-        cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                r = get(port, "/hello")
-                break
-            except OSError:
-                assert proc.poll() is None, open(log.name).read()
-                assert time.monotonic() < deadline, open(log.name).read()
-                time.sleep(0.1)
-        assert r.status == 200
-        assert r.body == b"hello 127.0.0.1 via maitre-paste"
-        assert r.header("Server") == "maitre-paste"
-        assert get(port, "/nope").status == 404
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(15) == 0, open(log.name).read()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        log.close()
+        cwd=str(tmp_path), env={"PYTHONPATH": str(tmp_path)},
+    ).wait_serving()
+    r = get(server.port, "/hello")
+    assert r.status == 200
+    assert r.body == b"hello 127.0.0.1 via maitre-paste"
+    assert r.header("Server") == "maitre-paste"
+    assert get(server.port, "/nope").status == 404
+    assert server.terminate(15) == 0, server.output

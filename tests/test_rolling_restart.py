@@ -8,7 +8,6 @@ from __future__ import annotations
 import http.client
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -18,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import HOST, wait_serving
+from conftest import HOST, Spawned
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="HAProxy and signals")
 
@@ -55,23 +54,8 @@ def haproxy_bin() -> str:
     return path
 
 
-class Backend:
-    def __init__(self, tmp_path, listen: str) -> None:
-        self.log = str(tmp_path / f"backend-{time.monotonic_ns()}.log")
-        with open(self.log, "w") as err:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-c", BACKEND, listen], stderr=err, start_new_session=True
-            )
-        self.port = wait_serving(self.proc, self.log)
-
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(20)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+def backend(spawn, listen: str) -> Spawned:
+    return spawn([sys.executable, "-c", BACKEND, listen]).wait_serving()
 
 
 def free_port() -> int:
@@ -141,50 +125,41 @@ def client(port: int, keep_alive: bool, quota: list, failures: list, done: list,
         conn.close()
 
 
-def test_rolling_restart_loses_no_request(haproxy_bin, tmp_path):
-    backends = [Backend(tmp_path, f"{HOST}:0") for _ in range(2)]
+def test_rolling_restart_loses_no_request(haproxy_bin, tmp_path, spawn):
+    backends = [backend(spawn, f"{HOST}:0") for _ in range(2)]
     front = free_port()
     cfg = tmp_path / "haproxy.cfg"
     cfg.write_text(haproxy_config(front, backends))
-    proxy = subprocess.Popen(
-        [haproxy_bin, "-db", "-f", str(cfg)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                c = http.client.HTTPConnection(HOST, front, timeout=2)
-                c.request("GET", "/warm")
-                if c.getresponse().status == 200:
-                    break
-            except OSError:
-                pass
-            assert proxy.poll() is None, proxy.stdout.read().decode() if proxy.stdout else ""
-            assert time.monotonic() < deadline, "HAProxy never answered"
-            time.sleep(0.1)
-        quota, done, failures, lock = [TOTAL], [0], [], threading.Lock()
-        threads = [
-            threading.Thread(target=client, args=(front, i % 2 == 0, quota, failures, done, lock))
-            for i in range(CLIENTS)
-        ]
-        for t in threads:
-            t.start()
-        restarted = 0
-        for i, b in enumerate(list(backends)):
-            while done[0] < (i + 1) * TOTAL // 3:
-                time.sleep(0.01)
-            assert b.stop() == 0, open(b.log).read()
-            backends[i] = Backend(tmp_path, f"{HOST}:{b.port}")  # same port: HAProxy's config
-            restarted += 1
-            time.sleep(0.5)  # HAProxy's health check sees it up again
-        for t in threads:
-            t.join(120)
-        assert restarted == 2
-        assert done[0] == TOTAL
-        assert failures == [], f"{len(failures)} of {TOTAL} failed, e.g. {failures[:5]}"
-    finally:
-        os.killpg(proxy.pid, signal.SIGKILL)
-        proxy.wait()
-        for b in backends:
-            b.kill()
+    proxy = spawn([haproxy_bin, "-db", "-f", str(cfg)])
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            c = http.client.HTTPConnection(HOST, front, timeout=2)
+            c.request("GET", "/warm")
+            if c.getresponse().status == 200:
+                break
+        except OSError:
+            pass
+        assert proxy.proc.poll() is None, proxy.output
+        assert time.monotonic() < deadline, "HAProxy never answered"
+        time.sleep(0.1)
+    quota, done, failures, lock = [TOTAL], [0], [], threading.Lock()
+    threads = [
+        threading.Thread(target=client, args=(front, i % 2 == 0, quota, failures, done, lock))
+        for i in range(CLIENTS)
+    ]
+    for t in threads:
+        t.start()
+    restarted = 0
+    for i, b in enumerate(list(backends)):
+        while done[0] < (i + 1) * TOTAL // 3:
+            time.sleep(0.01)
+        assert b.terminate(20) == 0, b.output
+        backends[i] = backend(spawn, f"{HOST}:{b.port}")  # same port: HAProxy's config
+        restarted += 1
+        time.sleep(0.5)  # HAProxy's health check sees it up again
+    for t in threads:
+        t.join(120)
+    assert restarted == 2
+    assert done[0] == TOTAL
+    assert failures == [], f"{len(failures)} of {TOTAL} failed, e.g. {failures[:5]}"

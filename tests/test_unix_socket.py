@@ -9,10 +9,8 @@ import errno
 import json
 import os
 import shutil
-import signal
 import socket
 import stat
-import subprocess
 import sys
 import tempfile
 import textwrap
@@ -253,34 +251,22 @@ WORKERS_SCRIPT = textwrap.dedent(
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="worker processes need fork")
-def test_two_workers_share_a_unix_socket_and_a_tcp_port(sock_dir):
+def test_two_workers_share_a_unix_socket_and_a_tcp_port(sock_dir, spawn):
     path = os.path.join(sock_dir, "w.sock")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-c", WORKERS_SCRIPT, f"unix:{path} 127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    try:
-        assert wait_for(lambda: os.path.exists(path), timeout=20), "the socket was not made"
-        # Which worker accepts is up to the scheduler: keep asking for a while.
-        pids = set()
-        deadline = time.monotonic() + 30
-        while len(pids) < 2 and time.monotonic() < deadline:
-            try:
-                got = json.loads(unix_request(path).body)
-            except OSError:
-                time.sleep(0.05)
-                continue
-            assert got["port"] == path
-            pids.add(got["pid"])
-            time.sleep(0.01)
-        assert len(pids) == 2, f"one worker answered every request: {pids}"
-        assert json.loads(get(port).body)["port"] == str(port)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(20) == 0
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)  # the workers too
-            proc.wait()
+    server = spawn([sys.executable, "-c", WORKERS_SCRIPT, f"unix:{path} 127.0.0.1:0"]).wait_serving()
+    assert wait_for(lambda: os.path.exists(path), timeout=20), "the socket was not made"
+    # Which worker accepts is up to the scheduler: keep asking for a while.
+    pids = set()
+    deadline = time.monotonic() + 30
+    while len(pids) < 2 and time.monotonic() < deadline:
+        try:
+            got = json.loads(unix_request(path).body)
+        except OSError:
+            time.sleep(0.05)
+            continue
+        assert got["port"] == path
+        pids.add(got["pid"])
+        time.sleep(0.01)
+    assert len(pids) == 2, f"one worker answered every request: {pids}"
+    assert json.loads(get(server.port).body)["port"] == str(server.port)
+    assert server.terminate(20) == 0, server.output

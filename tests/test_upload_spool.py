@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import socket
-import subprocess
 import sys
 import tempfile
 import textwrap
@@ -21,7 +20,7 @@ import time
 import maitre
 import pytest
 
-from conftest import HOST, Conn, connect, parse_responses, read_until_close, recv_until, wait_for
+from conftest import Conn, connect, parse_responses, read_until_close, recv_until
 
 MiB = 1 << 20
 OVERFLOW = 64 * 1024
@@ -224,47 +223,32 @@ REFUSING_SERVER = textwrap.dedent(
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE is POSIX")
-def test_body_the_file_refuses_fails_alone(tmp_path):
+def test_body_the_file_refuses_fails_alone(spawn):
     """A body the temporary file stops taking half way is a 500; what the
     loop had already taken from the socket for it must not reach the next
     body, which arrives whole."""
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        port = probe.getsockname()[1]
     limit = MiB
-    proc = subprocess.Popen(
-        [sys.executable, "-c", REFUSING_SERVER, str(port), str(limit),
+    server = spawn(
+        [sys.executable, "-c", REFUSING_SERVER, "0", str(limit),
          os.path.dirname(os.path.abspath(__file__))],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
-    try:
-        def up() -> bool:
+    ).wait_serving()
+    for round_ in range(3):
+        too_big = pattern(4 * MiB, seed=round_)
+        sock = connect(server.port, timeout=10)
+        try:
             try:
-                connect(port, timeout=1).close()
-                return True
-            except OSError:
-                return False
-
-        assert wait_for(up, timeout=20), "server did not start"
-        for round_ in range(3):
-            too_big = pattern(4 * MiB, seed=round_)
-            sock = connect(port, timeout=10)
-            try:
-                try:
-                    sock.sendall(request("/odd", too_big))
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the server answered and closed before taking it all
-                got = recv_until(sock, lambda d: b"\r\n\r\n" in d, timeout=10)
-            finally:
-                sock.close()
-            assert got.startswith(b"HTTP/1.1 500 "), got[:200]
-            fits = pattern(limit - 4096, seed=10 + round_)
-            with Conn(port, timeout=10) as c:
-                c.send(request("/odd", fits))
-                r = c.read_response()
-            assert r.status == 200, r
-            assert json.loads(r.body) == whole(fits)
-    finally:
-        proc.terminate()
-        _, err = proc.communicate(timeout=10)
-    assert "cannot write a temporary file" in err, err
+                sock.sendall(request("/odd", too_big))
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the server answered and closed before taking it all
+            got = recv_until(sock, lambda d: b"\r\n\r\n" in d, timeout=10)
+        finally:
+            sock.close()
+        assert got.startswith(b"HTTP/1.1 500 "), got[:200]
+        fits = pattern(limit - 4096, seed=10 + round_)
+        with Conn(server.port, timeout=10) as c:
+            c.send(request("/odd", fits))
+            r = c.read_response()
+        assert r.status == 200, r
+        assert json.loads(r.body) == whole(fits)
+    server.terminate()
+    assert "cannot write a temporary file" in server.output, server.output

@@ -6,17 +6,15 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import re
 import signal
 import socket
-import subprocess
 import sys
 import textwrap
 import time
 
 import pytest
 
-from conftest import alive
+from conftest import Spawned, alive
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="worker processes need fork")
 
@@ -48,101 +46,56 @@ def get(port: int) -> dict:
 
 
 @pytest.fixture
-def cluster(tmp_path):
-    """The server on port 0, in a session of its own: teardown SIGKILLs its whole
-    process group, so no worker outlives a failed test."""
-    log = open(tmp_path / "stderr.log", "w+")
-    proc = subprocess.Popen(
-        [sys.executable, "-c", SCRIPT, "127.0.0.1:0"], stderr=log, text=True,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            found = re.search(r"Serving on http://127\.0\.0\.1:(\d+)", open(log.name).read())
-            if found:
-                port = int(found.group(1))
-                break
-            assert proc.poll() is None, open(log.name).read()
-            assert time.monotonic() < deadline, "the server never logged its port"
-            time.sleep(0.05)
-        while True:
-            try:
-                get(port)
-                break
-            except OSError:
-                assert proc.poll() is None, open(log.name).read()
-                assert time.monotonic() < deadline, "the server never answered"
-                time.sleep(0.1)
-
-        # Both workers have started (and said so) before a test looks.
-        while len(_started(log)) < 2:
-            assert proc.poll() is None, open(log.name).read()
-            assert time.monotonic() < deadline, "the workers never both started"
-            time.sleep(0.05)
-        yield proc, port, lambda: _started(log), log
-    finally:
-        # Unless the parent was reaped (its pid, the group's id, may be reused) with
-        # no worker of its group left, kill the group.
-        if proc.poll() is None or any(_in_group(pid, proc.pid) for pid in _started(log)):
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        proc.wait(5)
-        log.close()
+def cluster(spawn) -> Spawned:
+    """The server on port 0, in a session of its own (the spawn fixture SIGKILLs its
+    whole process group, so no worker outlives a failed test), once it answers and
+    both workers have started (and said so)."""
+    server = spawn([sys.executable, "-c", SCRIPT, "127.0.0.1:0"]).wait_serving()
+    get(server.port)
+    server.wait_for(r"Started worker process", count=2)
+    return server
 
 
-def _started(log) -> list:
-    return [int(p) for p in re.findall(r"Started worker process (\d+)", open(log.name).read())]
-
-
-def _in_group(pid: int, pgid: int) -> bool:
-    try:
-        return alive(pid) and os.getpgid(pid) == pgid
-    except ProcessLookupError:
-        return False
+def started(server: Spawned) -> list:
+    return [int(m.group(1)) for m in server.matches(r"Started worker process (\d+)")]
 
 
 def test_two_workers_serve_and_stop_cleanly(cluster):
-    proc, port, workers, log = cluster
-    started = workers()
-    assert len(started) == 2
+    workers = started(cluster)
+    assert len(workers) == 2
     # Which worker accepts is up to the scheduler: under load one may take many
     # connections in a row, so keep asking (on new connections) for a while.
     seen = set()
     deadline = time.monotonic() + 30
-    while seen != set(started):
-        assert time.monotonic() < deadline, f"only {seen} of {started} answered in 30 s"
-        data = get(port)
+    while seen != set(workers):
+        assert time.monotonic() < deadline, f"only {seen} of {workers} answered in 30 s"
+        data = get(cluster.port)
         assert data["multiprocess"] is True
-        assert data["pid"] in started, "the parent only supervises"
+        assert data["pid"] in workers, "the parent only supervises"
         seen.add(data["pid"])
         time.sleep(0.01)
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(10) == 0, open(log.name).read()
+    assert cluster.terminate(10) == 0, cluster.output
     deadline = time.monotonic() + 2
-    while any(alive(pid) for pid in started):
+    while any(alive(pid) for pid in workers):
         assert time.monotonic() < deadline, "a worker outlived its parent"
         time.sleep(0.05)
 
 
 def test_a_dead_worker_is_replaced_without_losing_requests(cluster):
-    proc, port, workers, log = cluster
-    first, second = workers()
+    first, second = started(cluster)
     os.kill(first, signal.SIGKILL)
     deadline = time.monotonic() + 10
-    while len(workers()) < 3:
-        get(port)  # the survivor keeps answering meanwhile
-        assert time.monotonic() < deadline, open(log.name).read()
+    while len(started(cluster)) < 3:
+        get(cluster.port)  # the survivor keeps answering meanwhile
+        assert time.monotonic() < deadline, cluster.output
         time.sleep(0.05)
-    replacement = workers()[2]
-    assert "was killed by signal SIGKILL; starting a new one" in open(log.name).read()
-    pids = {get(port)["pid"] for _ in range(200)}
+    replacement = started(cluster)[2]
+    assert "was killed by signal SIGKILL; starting a new one" in cluster.output
+    pids = {get(cluster.port)["pid"] for _ in range(200)}
     assert first not in pids
     assert pids <= {second, replacement}
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(10) == 0, open(log.name).read()
+    cluster.send_signal(signal.SIGINT)
+    assert cluster.wait_exit(10) == 0, cluster.output
 
 
 def keep_alive_pids(port: int, count: int) -> list:
@@ -165,9 +118,9 @@ def keep_alive_pids(port: int, count: int) -> list:
             s.close()
 
 
-def both_serve(port: int, workers) -> None:
+def both_serve(server: Spawned) -> None:
     deadline = time.monotonic() + 30
-    while {get(port)["pid"] for _ in range(4)} != set(workers()):
+    while {get(server.port)["pid"] for _ in range(4)} != set(started(server)):
         assert time.monotonic() < deadline
 
 
@@ -175,9 +128,8 @@ def test_a_burst_of_connections_is_shared_by_the_workers(cluster):
     """Every worker is woken for new connections on the shared socket and the first
     to run took the whole burst (50 of wrk's 50 connections to one worker of two);
     now a worker leaves connections to a sibling holding fewer."""
-    proc, port, workers, log = cluster
-    both_serve(port, workers)
-    pids = keep_alive_pids(port, 40)
+    both_serve(cluster)
+    pids = keep_alive_pids(cluster.port, 40)
     counts = sorted(pids.count(pid) for pid in set(pids))
     assert len(counts) == 2 and counts[0] >= 10, f"connections per worker: {counts}"
 
@@ -185,12 +137,11 @@ def test_a_burst_of_connections_is_shared_by_the_workers(cluster):
 def test_a_stopped_worker_does_not_hold_connections_back(cluster):
     """A worker leaves connections to a sibling holding fewer, but not for long when the
     sibling takes none: stopped, the other worker serves them all."""
-    proc, port, workers, log = cluster
-    both_serve(port, workers)
-    stopped, running = workers()
+    both_serve(cluster)
+    stopped, running = started(cluster)
     os.kill(stopped, signal.SIGSTOP)
     try:
         time.sleep(0.2)  # SIGSTOP takes effect asynchronously
-        assert keep_alive_pids(port, 20) == [running] * 20
+        assert keep_alive_pids(cluster.port, 20) == [running] * 20
     finally:
         os.kill(stopped, signal.SIGCONT)
