@@ -152,20 +152,36 @@ fn warn_clamped_backlog(cfg: &Config, views: &ListenViews) {
         .read()
         .into_iter()
         .find(|l| l.backlog_effective.is_some_and(|b| b < cfg.backlog));
-    if let Some(l) = clamped {
+    let Some(l) = clamped else { return };
+    let in_force = l.backlog_effective.unwrap_or_default();
+    let somaxconn = views.somaxconn();
+    if somaxconn.is_some_and(|cap| in_force < cap) {
+        // Not the kernel's cap: a socket given already listening keeps the
+        // backlog its creator chose.
         log::warn!(
             target: "maitre",
-            "backlog={} requested but the kernel caps it at somaxconn={}: the backlog in force \
-             on {} is {}, so connections past that are refused while maitre is busy. Raise \
-             the cap with `{}` (persist it in /etc/sysctl.d/), or set strict_backlog to refuse \
-             to start",
+            "backlog={} requested but {} was already listening with a backlog of {} when \
+             maitre was given it (sockets=, or socket activation), and keeps it: connections \
+             past that are refused while maitre is busy. Raise it where the socket is made \
+             (listen(), or systemd's Backlog=)",
             cfg.backlog,
-            views.somaxconn().map_or_else(|| "?".to_owned(), |m| m.to_string()),
             l.address,
-            l.backlog_effective.unwrap_or_default(),
-            listen::somaxconn_sysctl(cfg.backlog)
+            in_force
         );
+        return;
     }
+    log::warn!(
+        target: "maitre",
+        "backlog={} requested but the kernel caps it at somaxconn={}: the backlog in force \
+         on {} is {}, so connections past that are refused while maitre is busy. Raise \
+         the cap with `{}` (persist it in /etc/sysctl.d/), or set strict_backlog to refuse \
+         to start",
+        cfg.backlog,
+        somaxconn.map_or_else(|| "?".to_owned(), |m| m.to_string()),
+        l.address,
+        in_force,
+        listen::somaxconn_sysctl(cfg.backlog)
+    );
 }
 
 /// The sockets the caller bound (`sockets=`), served on duplicates of their

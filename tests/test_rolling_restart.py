@@ -152,7 +152,11 @@ def test_rolling_restart_loses_no_request(haproxy_bin, tmp_path, spawn):
         t.start()
     restarted = 0
     for i, b in enumerate(list(backends)):
+        # Clients that all died would never get there: fail, do not hang.
+        deadline = time.monotonic() + 120
         while done[0] < (i + 1) * TOTAL // 3:
+            assert any(t.is_alive() for t in threads), f"the clients stopped at {done[0]}"
+            assert time.monotonic() < deadline, f"{done[0]} of {TOTAL} done after 120 s"
             time.sleep(0.01)
         assert b.terminate(20) == 0, b.output
         backends[i] = backend(spawn, f"{HOST}:{b.port}")  # same port: HAProxy's config

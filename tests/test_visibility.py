@@ -242,6 +242,26 @@ def test_backlog_above_somaxconn_warns_with_the_sysctl(serve, caplog):
     assert s.server.stats()["somaxconn"] == cap
 
 
+@pytest.mark.skipif(not LINUX, reason="reads the backlog in force back from procfs")
+def test_a_given_sockets_own_backlog_is_not_blamed_on_somaxconn(caplog):
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(5)  # its creator's backlog, kept
+    try:
+        with caplog.at_level(logging.WARNING, logger="maitre"):
+            server = maitre.create_server(simple_app(), sockets=[sock])
+        try:
+            [warning] = warnings_with(caplog, "backlog=1024")
+            text = warning.getMessage()
+            assert "already listening with a backlog of 5" in text, text
+            assert "somaxconn" not in text, text
+            assert server.stats()["listeners"][0]["backlog_effective"] == 5
+        finally:
+            server.close()
+    finally:
+        sock.close()
+
+
 @pytest.mark.skipif(not LINUX, reason="reads net.core.somaxconn from procfs")
 def test_strict_backlog_refuses_to_start_naming_somaxconn():
     with pytest.raises(ValueError, match="somaxconn"):
