@@ -6,7 +6,6 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
 
 use pyo3::prelude::*;
 
@@ -65,8 +64,7 @@ fn run(shared: &WorkerShared) {
             }
         };
         let mut jobs = shared.jobs.worker();
-        while let Some(job) = jobs.next(py, chores) {
-            let taken_at = Instant::now();
+        while let Some((job, taken_at)) = jobs.next(py, chores) {
             shared.stats.dequeue(job.queued_at, taken_at);
             chores();
             let req = job.req;

@@ -63,9 +63,8 @@ struct Idle {
     spare_cv: Condvar,
     /// A spare waits on `spare_cv`: the loop watches for a stall.
     spare_waiting: AtomicBool,
-    /// Jobs taken so far: progress, as the loop sees it.
-    taken: AtomicU64,
-    /// When the last job was taken, in ns since `epoch`.
+    /// When the last job was taken, in ns since `epoch`: progress, as the
+    /// spare and the loop see it.
     last_take: AtomicU64,
     epoch: Instant,
     /// The worker that last counted `WINDOW` jobs seldom blocked in them: the app holds the GIL, a spare would only queue for it.
@@ -79,7 +78,6 @@ impl Default for Idle {
             cv: Condvar::new(),
             spare_cv: Condvar::new(),
             spare_waiting: AtomicBool::new(false),
-            taken: AtomicU64::new(0),
             last_take: AtomicU64::new(0),
             epoch: Instant::now(),
             gil_bound: AtomicBool::new(false),
@@ -137,10 +135,9 @@ impl Idle {
     /// wakes the next if more jobs wait. `more` is asked under the lock: a job
     /// announced between an unlocked check and this lock would find
     /// `searching` still set, wake nobody, and wait for a busy worker.
-    fn took_job(&self, was_woken: bool, more: impl Fn() -> bool) {
-        self.taken.fetch_add(1, Ordering::Relaxed);
+    fn took_job(&self, was_woken: bool, more: impl Fn() -> bool, at: Instant) {
         self.last_take
-            .store(self.since_epoch(Instant::now()), Ordering::Relaxed);
+            .store(self.since_epoch(at), Ordering::Relaxed);
         if !was_woken && !more() {
             return;
         }
@@ -224,11 +221,11 @@ impl Idle {
             // busy worker (7% of plaintext's requests per second). The loop,
             // woken by every response, watches; the nap is for a loop asleep
             // in its poll with nothing to do.
-            let seen = self.taken.load(Ordering::Relaxed);
+            let seen = self.last_take.load(Ordering::Relaxed);
             self.spare_waiting.store(true, Ordering::Relaxed);
             let napped = self.spare_cv.wait_for(state, SPARE_NAP).timed_out();
             self.spare_waiting.store(false, Ordering::Relaxed);
-            if napped && self.taken.load(Ordering::Relaxed) == seen {
+            if napped && self.last_take.load(Ordering::Relaxed) == seen {
                 return Spare::Join;
             }
             waited = true;
@@ -240,9 +237,12 @@ impl Idle {
     /// is blocked, in a long request, or the server is quiet: it joins at
     /// once, as fast as a worker that had been idle).
     fn spare_waits(&self, now: Instant) -> bool {
+        self.gil_bound.load(Ordering::Relaxed) && self.since_last_take(now) < STALL
+    }
+
+    fn since_last_take(&self, now: Instant) -> Duration {
         let last = Duration::from_nanos(self.last_take.load(Ordering::Relaxed));
-        let since = Duration::from_nanos(self.since_epoch(now)).saturating_sub(last);
-        self.gil_bound.load(Ordering::Relaxed) && since < STALL
+        Duration::from_nanos(self.since_epoch(now)).saturating_sub(last)
     }
 
     fn since_epoch(&self, t: Instant) -> u64 {
@@ -250,23 +250,22 @@ impl Idle {
     }
 
     /// The loop's look at a waiting spare (see `JobSender::announce`).
-    fn watch(&self, watched: &Cell<(u64, Instant)>, now: Instant) -> Option<Instant> {
+    fn watch(&self, now: Instant) -> Option<Instant> {
         if !self.spare_waiting.load(Ordering::Relaxed) {
             return None;
         }
-        let taken = self.taken.load(Ordering::Relaxed);
-        let (seen, since) = watched.get();
-        if taken != seen {
-            watched.set((taken, now));
-            return Some(now + STALL);
+        let since = self.since_last_take(now);
+        if since < STALL {
+            return Some(now + (STALL - since));
         }
-        if now < since + STALL {
-            return Some(since + STALL);
+        // Under the lock, which the spare holds while it checks `stalled`
+        // and while it stops waiting: a spare that has already left is not
+        // told (a stale `stalled` would let the next one join at once).
+        let mut state = self.state.lock();
+        if self.spare_waiting.load(Ordering::Relaxed) {
+            state.stalled = true;
+            self.spare_cv.notify_one();
         }
-        // Under the lock: the spare checks `stalled` and waits under it.
-        self.state.lock().stalled = true;
-        self.spare_cv.notify_one();
-        watched.set((taken, now));
         None
     }
 
@@ -285,7 +284,6 @@ pub fn channel<T>() -> (JobSender<T>, JobReceiver<T>) {
             tx,
             idle: Arc::clone(&idle),
             unannounced: Cell::new(false),
-            watched: Cell::new((0, Instant::now())),
         },
         JobReceiver { rx, idle },
     )
@@ -297,8 +295,6 @@ pub struct JobSender<T> {
     idle: Arc<Idle>,
     /// Jobs were queued since the last `announce`.
     unannounced: Cell<bool>,
-    /// The jobs taken when the loop last looked, and since when that stands.
-    watched: Cell<(u64, Instant)>,
 }
 
 impl<T> JobSender<T> {
@@ -320,7 +316,7 @@ impl<T> JobSender<T> {
         if self.unannounced.replace(false) || chores {
             self.idle.wake_one(&mut self.idle.state.lock());
         }
-        self.idle.watch(&self.watched, now)
+        self.idle.watch(now)
     }
 }
 
@@ -368,18 +364,19 @@ pub struct Worker<'a, T> {
 }
 
 impl<T: Send> Worker<'_, T> {
-    /// The next job, sleeping with the GIL released while there is none;
-    /// `None` once the loop has gone and the queue is empty. `chores` runs,
-    /// with the GIL, each time before the worker sleeps.
-    pub fn next(&mut self, py: Python<'_>, mut chores: impl FnMut()) -> Option<T> {
+    /// The next job and when it was taken, sleeping with the GIL released
+    /// while there is none; `None` once the loop has gone and the queue is
+    /// empty. `chores` runs, with the GIL, each time before the worker sleeps.
+    pub fn next(&mut self, py: Python<'_>, mut chores: impl FnMut()) -> Option<(T, Instant)> {
         let JobReceiver { rx, idle } = self.rx;
         let mut woken = false;
         loop {
             match rx.try_recv() {
                 Ok(job) => {
-                    idle.took_job(woken, || !rx.is_empty());
+                    let at = Instant::now();
+                    idle.took_job(woken, || !rx.is_empty(), at);
                     self.measure();
-                    return Some(job);
+                    return Some((job, at));
                 }
                 Err(TryRecvError::Disconnected) => return None,
                 Err(TryRecvError::Empty) => {
@@ -392,7 +389,7 @@ impl<T: Send> Worker<'_, T> {
                         self.waits += after.saturating_sub(before);
                     }
                     match woke {
-                        Woke::Closed => return rx.try_recv().ok(),
+                        Woke::Closed => return rx.try_recv().ok().map(|job| (job, Instant::now())),
                         woke => woken = woke == Woke::Notified,
                     }
                 }
@@ -467,7 +464,7 @@ mod tests {
                 std::thread::spawn(move || {
                     WIDEN.with(|w| w.set(true));
                     let mut end = rx.worker();
-                    while let Some(job) = Python::attach(|py| end.next(py, || {})) {
+                    while let Some((job, _)) = Python::attach(|py| end.next(py, || {})) {
                         let _ = got_tx.send(job);
                         // A long-polling app: job 1 holds its worker until the end.
                         while job == 1 && !release.load(Ordering::Acquire) {
@@ -500,30 +497,25 @@ mod tests {
     fn the_loop_lets_a_spare_join_after_a_stall_only() {
         use super::{Idle, STALL};
         let idle = Idle::default();
-        let t0 = Instant::now();
-        let watched = Cell::new((0, t0));
-        assert_eq!(
-            idle.watch(&watched, t0),
-            None,
-            "no spare waits: nothing to watch"
-        );
+        let t0 = idle.epoch + STALL;
+        let take = |at| {
+            idle.last_take
+                .store(idle.since_epoch(at), Ordering::Relaxed)
+        };
+        take(t0);
+        assert_eq!(idle.watch(t0), None, "no spare waits: nothing to watch");
         idle.spare_waiting.store(true, Ordering::Relaxed);
-        idle.taken.store(5, Ordering::Relaxed);
+        assert_eq!(idle.watch(t0), Some(t0 + STALL));
+        let t1 = t0 + STALL / 2;
+        take(t1);
         assert_eq!(
-            idle.watch(&watched, t0),
-            Some(t0 + STALL),
+            idle.watch(t1),
+            Some(t1 + STALL),
             "progress restarts the watch"
         );
-        let t1 = t0 + STALL / 2;
-        idle.taken.store(6, Ordering::Relaxed);
-        assert_eq!(idle.watch(&watched, t1), Some(t1 + STALL));
-        assert_eq!(
-            idle.watch(&watched, t1 + STALL / 2),
-            Some(t1 + STALL),
-            "not yet"
-        );
+        assert_eq!(idle.watch(t1 + STALL / 2), Some(t1 + STALL), "not yet");
         assert!(!idle.state.lock().stalled);
-        assert_eq!(idle.watch(&watched, t1 + STALL), None);
+        assert_eq!(idle.watch(t1 + STALL), None);
         assert!(
             idle.state.lock().stalled,
             "no job taken for STALL: the spare joins"

@@ -13,17 +13,7 @@
 /// How many times the calling thread has blocked (voluntary context
 /// switches); `None` where it cannot be read (Linux only has `RUSAGE_THREAD`).
 pub fn thread_blocked_count() -> Option<u64> {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: an all-zero rusage is a valid value of this plain C struct.
-        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        // SAFETY: `usage` is valid and writable for the call, which only
-        // writes it; RUSAGE_THREAD asks for the calling thread.
-        let ok = unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) } == 0;
-        ok.then(|| u64::try_from(usage.ru_nvcsw).unwrap_or(0))
-    }
-    #[cfg(not(target_os = "linux"))]
-    None
+    imp::thread_blocked_count()
 }
 
 /// Applies to the calling thread; returns whether it did.
@@ -60,12 +50,25 @@ mod imp {
         }
         ok
     }
+
+    pub fn thread_blocked_count() -> Option<u64> {
+        // SAFETY: an all-zero rusage is a valid value of this plain C struct.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: `usage` is valid and writable for the call, which only
+        // writes it; RUSAGE_THREAD asks for the calling thread.
+        let ok = unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) } == 0;
+        ok.then(|| u64::try_from(usage.ru_nvcsw).unwrap_or(0))
+    }
 }
 
 #[cfg(not(target_os = "linux"))]
 mod imp {
     pub fn batch_this_thread() -> bool {
         false
+    }
+
+    pub fn thread_blocked_count() -> Option<u64> {
+        None
     }
 }
 
