@@ -4,6 +4,7 @@ the logs that explain an episode; the status page in a real headless Chromium.""
 
 from __future__ import annotations
 
+import http.server
 import json
 import logging
 import os
@@ -483,25 +484,44 @@ def test_status_page_shows_growing_kernel_drops_as_a_problem(serve, tmp_path):
     held = Conn(s.port)
     assert wait_for(lambda: s.server.stats()["connections"]["accepting_paused"] == 1)
     socks: list = []
-    stop = threading.Event()
+    metrics = s.server.effective_metrics
 
-    def keep_connecting():  # drops go on growing while the page watches
-        while not stop.wait(0.05):
-            socks.extend(unaccepted_connects(s.port, 2))
+    def drops() -> int:
+        return s.server.stats()["listeners"][0]["drops"]
 
-    flood = threading.Thread(target=keep_connecting)
-    flood.start()
+    class MoreDropsEachPoll(http.server.BaseHTTPRequestHandler):
+        """Forwards the page's requests; before each /stats, the kernel drops more
+        connections, so the page sees the count grow between any two of its polls
+        (chromium's virtual clock polls far faster than a real-time flood)."""
+
+        def do_GET(self):
+            if self.path.startswith("/stats"):
+                before = drops()
+                socks.extend(unaccepted_connects(s.port, 2))
+                wait_for(lambda: drops() > before)
+            status, body = fetch(metrics, self.path)
+            self.send_response(status)
+            kind = "application/json" if self.path.startswith("/stats") else "text/html"
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body.encode())))
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def log_message(self, *args):
+            pass
+
+    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), MoreDropsEachPoll)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
     try:
-        host, port = s.server.effective_metrics
         out = subprocess.run(
             [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
              f"--user-data-dir={tmp_path}", "--virtual-time-budget=4000", "--dump-dom",
-             f"http://{host}:{port}/"],
+             f"http://127.0.0.1:{proxy.server_address[1]}/"],
             capture_output=True, text=True, timeout=120,
         )
     finally:
-        stop.set()
-        flood.join()
+        proxy.shutdown()
+        proxy.server_close()
         held.close()
         for sock in socks:
             sock.close()
