@@ -8,7 +8,6 @@ import io
 import subprocess
 import sys
 import textwrap
-import time
 from wsgiref.util import setup_testing_defaults
 
 import pytest

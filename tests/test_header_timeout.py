@@ -5,7 +5,6 @@ Continue must start within it."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 

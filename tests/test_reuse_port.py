@@ -59,8 +59,8 @@ class Cluster:
     def __init__(self, **options) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-c", SCRIPT, json.dumps(options)], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-        )
+            stdout=subprocess.PIPE, text=True, start_new_session=True,
+        )  # stderr is pytest's: shown with a failure, and never a full pipe blocking the server
         listen, self.metrics_port = json.loads(self.proc.stdout.readline())
         assert len(listen) == 1, f"one address, however many sockets: {listen}"
         self.port = listen[0][1]
@@ -89,7 +89,7 @@ class Cluster:
         except ProcessLookupError:
             pass
         self.proc.wait(5)
-        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+        for f in (self.proc.stdin, self.proc.stdout):
             f.close()
 
 

@@ -17,7 +17,7 @@ import pytest
 
 import maitre
 from conftest import (
-    HOST, Conn, Spawned, connect, get, parse_responses, ping, raw, read_until_close, simple_app,
+    HOST, Conn, Spawned, connect, get, parse_responses, ping, read_until_close, simple_app,
     wait_for,
 )
 

@@ -9,7 +9,6 @@ import logging
 import os
 import sys
 import socket
-import tempfile
 import threading
 import time
 from wsgiref.validate import validator
