@@ -24,6 +24,7 @@ fn spawn_one(shared: Arc<WorkerShared>, i: usize) -> std::io::Result<JoinHandle<
     std::thread::Builder::new()
         .name(format!("maitre-worker-{i}"))
         .spawn(move || {
+            crate::os::sched::batch_this_thread();
             let _replace = ReplaceIfDying(Arc::clone(&shared), i);
             run(&shared);
         })

@@ -450,8 +450,9 @@ def test_stats_count_connections_and_requests(serve):
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/task")
-def test_event_loop_thread_is_sched_batch_and_workers_are_not(serve):
-    # The loop must not preempt a worker when a response wakes it (see src/os/sched.rs).
+def test_event_loop_and_worker_threads_are_sched_batch_and_no_other(serve):
+    # Neither preempts the other when it wakes it (see src/os/sched.rs); the
+    # caller's threads keep their policy.
     s = serve(simple_app, threads=2)
     ping(s.port)
     names = {"maitre-loop", "maitre-worker-0", "maitre-worker-1"}
@@ -472,5 +473,8 @@ def test_event_loop_thread_is_sched_batch_and_workers_are_not(serve):
         if names <= set(policies) or time.monotonic() > deadline:
             break
         time.sleep(0.01)
-    assert 3 in policies["maitre-loop"], policies  # SCHED_BATCH
-    assert policies["maitre-worker-0"] == {0} and policies["maitre-worker-1"] == {0}, policies
+    batch = 3  # SCHED_BATCH
+    assert batch in policies["maitre-loop"], policies
+    assert policies["maitre-worker-0"] == {batch} and policies["maitre-worker-1"] == {batch}, policies
+    with open(f"/proc/self/task/{threading.get_native_id()}/stat") as f:
+        assert int(f.read().rsplit(")", 1)[1].split()[38]) == 0, "the caller stays SCHED_OTHER"
