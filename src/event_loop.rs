@@ -225,11 +225,10 @@ impl EventLoop {
             // One wake-up for all the jobs the last round queued (see `queue`),
             // or for written response objects waiting to be released, or
             // access log records waiting to be written.
-            // And while a spare worker waits, the watch for a stall.
-            let stall_check = self.jobs.as_ref().and_then(|jobs| {
-                jobs.announce(self.garbage.pending() || self.refused.pending(), self.now)
-            });
-            let timeout = self.poll_timeout(stall_check);
+            if let Some(jobs) = &self.jobs {
+                jobs.announce(self.garbage.pending() || self.refused.pending());
+            }
+            let timeout = self.poll_timeout();
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -284,7 +283,7 @@ impl EventLoop {
         self.jobs = None;
     }
 
-    fn poll_timeout(&self, stall_check: Option<Instant>) -> Duration {
+    fn poll_timeout(&self) -> Duration {
         let now = Instant::now();
         let mut timeout = self
             .next_cleanup
@@ -294,10 +293,7 @@ impl EventLoop {
             timeout = timeout.min(Duration::from_millis(100));
         }
         let deferred = self.deferred.map(|d| d.at);
-        for at in [self.accept_retry_at, deferred, stall_check]
-            .into_iter()
-            .flatten()
-        {
+        for at in [self.accept_retry_at, deferred].into_iter().flatten() {
             timeout = timeout.min(at.saturating_duration_since(now));
         }
         timeout.min(self.watch.next().saturating_duration_since(now))

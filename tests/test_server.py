@@ -17,8 +17,8 @@ import pytest
 
 import maitre
 from conftest import (
-    HOST, Conn, Spawned, connect, get, parse_responses, ping, read_until_close, simple_app,
-    wait_for,
+    HOST, Conn, Spawned, connect, get, parse_responses, ping, read_until_close, recv_until,
+    simple_app, wait_for,
 )
 
 
@@ -331,6 +331,58 @@ def test_a_gil_bound_apps_requests_run_one_after_another(serve):
     assert len(spans) > 500
     # Before: 1.5-1.7% of requests started while another ran; now 0.02-0.13%.
     assert interleaved <= len(spans) * 0.006, (interleaved, len(spans))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="spares wait only on Linux")
+def test_a_gil_bound_app_that_blocks_once_does_not_hold_up_the_queue(serve):
+    # For a GIL-bound app a worker taking a job with more queued wakes no
+    # spare; should that request block after all, the loop wakes a worker for
+    # the rest once none was taken for 1 ms (src/handoff/queue.rs). Before,
+    # the loop slept through it and the request waited out the spare's own
+    # 20 ms nap (0.5 s would mean nobody came at all).
+    def app(environ, start_response):
+        if environ["PATH_INFO"] == "/block":
+            time.sleep(0.5)
+        else:
+            t0 = time.perf_counter()
+            while time.perf_counter() - t0 < 0.0003:  # GIL held
+                pass
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    def answered(sock):
+        return recv_until(sock, lambda got: got.endswith(b"\r\n\r\nok"))
+
+    s = serve(app, threads=2, ping=False)
+    with connect(s.port) as c:  # long enough for the workers to see a GIL-bound app
+        for _ in range(64):
+            c.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert answered(c).startswith(b"HTTP/1.1 200 OK\r\n")
+    # Every thread on one core: the loop, woken by the first request, runs
+    # only once this thread waits, so both requests reach it in one round.
+    tasks = [int(t) for t in os.listdir("/proc/self/task")]
+    before = {t: os.sched_getaffinity(t) for t in tasks}
+    core = {min(os.sched_getaffinity(0))}
+    try:
+        for t in tasks:
+            os.sched_setaffinity(t, core)
+        waits = []
+        for _ in range(5):
+            with connect(s.port) as blocked, connect(s.port) as fast:
+                time.sleep(0.05)
+                blocked.sendall(b"GET /block HTTP/1.1\r\nHost: x\r\n\r\n")
+                fast.sendall(b"GET /fast HTTP/1.1\r\nHost: x\r\n\r\n")
+                t0 = time.monotonic()
+                assert answered(fast).startswith(b"HTTP/1.1 200 OK\r\n")
+                waits.append(time.monotonic() - t0)
+                assert answered(blocked).startswith(b"HTTP/1.1 200 OK\r\n")
+    finally:
+        for t, cpus in before.items():
+            try:
+                os.sched_setaffinity(t, cpus)
+            except OSError:  # a thread that has ended
+                pass
+    assert sorted(waits)[2] < 0.012, f"requests behind a blocked one waited {waits}"
 
 
 def test_many_concurrent_clients(serve):

@@ -19,9 +19,11 @@
 //! worker running a GIL-bound app, and after Python's switch interval (5 ms)
 //! take it in the middle of that worker's request: about one request in 45
 //! of a Django view took 5-10 ms longer (p99 16.8 ms, 8.8 ms without). The
-//! loop watches for the stall (`JobSender::announce`), as it runs anyway
-//! while requests come: a spare waking itself every `STALL` cost 5 µs per
-//! request of that view (the timer's wake-ups preempt the busy worker).
+//! spare looks for progress every `STALL` itself: its timer's wake-ups cost
+//! 7% of plaintext while they preempted the busy worker, nothing measurable
+//! since worker threads are `SCHED_BATCH` (`os::sched`). (The loop watched
+//! for the stall instead, but it sleeps through one that begins after its
+//! last look: a request queued behind one that blocked waited 20 ms.)
 //!
 //! It waits only while the app is seen to hold the GIL: a worker counts how
 //! often its thread blocked, other than waiting for a job, over `WINDOW`
@@ -51,20 +53,14 @@ const STALL: Duration = Duration::from_millis(1);
 /// Jobs over which a worker counts how often it blocked.
 const WINDOW: u32 = 16;
 
-/// How long a spare waits for the loop's word before it looks for itself
-/// (the loop may be closing the queue, or asleep in its poll).
-const SPARE_NAP: Duration = Duration::from_millis(20);
-
 struct Idle {
     state: Mutex<IdleState>,
     /// Where idle workers sleep.
     cv: Condvar,
-    /// Where the spare waits for the loop to see a stall.
+    /// Where the spare waits for a stall.
     spare_cv: Condvar,
-    /// A spare waits on `spare_cv`: the loop watches for a stall.
-    spare_waiting: AtomicBool,
     /// When the last job was taken, in ns since `epoch`: progress, as the
-    /// spare and the loop see it.
+    /// spare sees it.
     last_take: AtomicU64,
     epoch: Instant,
     /// The worker that last counted `WINDOW` jobs seldom blocked in them: the app holds the GIL, a spare would only queue for it.
@@ -77,7 +73,6 @@ impl Default for Idle {
             state: Mutex::default(),
             cv: Condvar::new(),
             spare_cv: Condvar::new(),
-            spare_waiting: AtomicBool::new(false),
             last_take: AtomicU64::new(0),
             epoch: Instant::now(),
             gil_bound: AtomicBool::new(false),
@@ -94,8 +89,6 @@ struct IdleState {
     searching: usize,
     /// Workers neither asleep nor searching: holding a job or about to.
     awake: usize,
-    /// The loop saw no job taken for `STALL` while a spare waited.
-    stalled: bool,
     closed: bool,
 }
 
@@ -206,10 +199,10 @@ impl Idle {
             if state.closed {
                 return Spare::Closed;
             }
-            if state.awake == 0 || std::mem::take(&mut state.stalled) {
+            if state.awake == 0 {
                 return Spare::Join;
             }
-            // Jobs were taken while it waited (else the loop says `stalled`):
+            // Jobs were taken while it waited (else it would have joined):
             // the awake ones did the chores too.
             if waited && !ready() {
                 return Spare::Drained;
@@ -217,15 +210,9 @@ impl Idle {
             if !waited && !self.spare_waits(Instant::now()) {
                 return Spare::Join;
             }
-            // No timer of its own for the `STALL`: its wake-ups preempted the
-            // busy worker (7% of plaintext's requests per second). The loop,
-            // woken by every response, watches; the nap is for a loop asleep
-            // in its poll with nothing to do.
             let seen = self.last_take.load(Ordering::Relaxed);
-            self.spare_waiting.store(true, Ordering::Relaxed);
-            let napped = self.spare_cv.wait_for(state, SPARE_NAP).timed_out();
-            self.spare_waiting.store(false, Ordering::Relaxed);
-            if napped && self.last_take.load(Ordering::Relaxed) == seen {
+            let timed_out = self.spare_cv.wait_for(state, STALL).timed_out();
+            if timed_out && self.last_take.load(Ordering::Relaxed) == seen {
                 return Spare::Join;
             }
             waited = true;
@@ -247,26 +234,6 @@ impl Idle {
 
     fn since_epoch(&self, t: Instant) -> u64 {
         u64::try_from(t.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
-    }
-
-    /// The loop's look at a waiting spare (see `JobSender::announce`).
-    fn watch(&self, now: Instant) -> Option<Instant> {
-        if !self.spare_waiting.load(Ordering::Relaxed) {
-            return None;
-        }
-        let since = self.since_last_take(now);
-        if since < STALL {
-            return Some(now + (STALL - since));
-        }
-        // Under the lock, which the spare holds while it checks `stalled`
-        // and while it stops waiting: a spare that has already left is not
-        // told (a stale `stalled` would let the next one join at once).
-        let mut state = self.state.lock();
-        if self.spare_waiting.load(Ordering::Relaxed) {
-            state.stalled = true;
-            self.spare_cv.notify_one();
-        }
-        None
     }
 
     fn close(&self) {
@@ -309,14 +276,11 @@ impl<T> JobSender<T> {
     }
 
     /// Wakes one idle worker if jobs were queued since the last call, or if
-    /// `chores` wait (work for whichever worker is idle: see `next`). While a
-    /// spare waits, lets it join once no job was taken for `STALL`, and
-    /// returns when to look again.
-    pub fn announce(&self, chores: bool, now: Instant) -> Option<Instant> {
+    /// `chores` wait (work for whichever worker is idle: see `next`).
+    pub fn announce(&self, chores: bool) {
         if self.unannounced.replace(false) || chores {
             self.idle.wake_one(&mut self.idle.state.lock());
         }
-        self.idle.watch(now)
     }
 }
 
@@ -476,10 +440,10 @@ mod tests {
             .collect();
         std::thread::sleep(Duration::from_millis(100)); // both asleep
         tx.send(1);
-        tx.announce(false, Instant::now());
+        tx.announce(false);
         std::thread::sleep(Duration::from_millis(50)); // a worker holds job 1, inside the window
         tx.send(2);
-        tx.announce(false, Instant::now());
+        tx.announce(false);
         let first = got.recv_timeout(Duration::from_secs(2));
         let second = got.recv_timeout(Duration::from_secs(2));
         release.store(true, Ordering::Release);
@@ -491,34 +455,39 @@ mod tests {
         assert_eq!(second.ok(), Some(2), "job 2 waited for the busy worker");
     }
 
-    /// The loop lets a waiting spare join only after `STALL` without a job
-    /// taken, and says when to look again until then.
+    /// A spare waits while the awake worker keeps taking jobs, and joins by
+    /// itself once none was taken for `STALL`: nothing else watches.
     #[test]
-    fn the_loop_lets_a_spare_join_after_a_stall_only() {
-        use super::{Idle, STALL};
-        let idle = Idle::default();
-        let t0 = idle.epoch + STALL;
-        let take = |at| {
+    fn a_spare_joins_by_itself_after_a_stall() {
+        use super::{Idle, Spare, STALL};
+        let idle = Arc::new(Idle::default());
+        idle.gil_bound.store(true, Ordering::Relaxed);
+        idle.state.lock().awake = 1;
+        let take = |idle: &Idle| {
             idle.last_take
-                .store(idle.since_epoch(at), Ordering::Relaxed)
+                .store(idle.since_epoch(Instant::now()), Ordering::Relaxed)
         };
-        take(t0);
-        assert_eq!(idle.watch(t0), None, "no spare waits: nothing to watch");
-        idle.spare_waiting.store(true, Ordering::Relaxed);
-        assert_eq!(idle.watch(t0), Some(t0 + STALL));
-        let t1 = t0 + STALL / 2;
-        take(t1);
-        assert_eq!(
-            idle.watch(t1),
-            Some(t1 + STALL),
-            "progress restarts the watch"
-        );
-        assert_eq!(idle.watch(t1 + STALL / 2), Some(t1 + STALL), "not yet");
-        assert!(!idle.state.lock().stalled);
-        assert_eq!(idle.watch(t1 + STALL), None);
+        take(&idle);
+        let busy = Arc::clone(&idle);
+        let progress = std::thread::spawn(move || {
+            let t = Instant::now();
+            while t.elapsed() < STALL * 20 {
+                take(&busy);
+                std::hint::spin_loop();
+            }
+        });
+        let t0 = Instant::now();
+        let spare = idle.wait_for_stall(&mut idle.state.lock(), || true);
+        let waited = t0.elapsed();
+        progress.join().unwrap();
+        assert!(matches!(spare, Spare::Join));
         assert!(
-            idle.state.lock().stalled,
-            "no job taken for STALL: the spare joins"
+            waited >= STALL * 20,
+            "joined while jobs were taken: {waited:?}"
+        );
+        assert!(
+            waited < STALL * 520,
+            "joined {waited:?} after the stall began"
         );
     }
 
@@ -552,7 +521,7 @@ mod tests {
         let mut run = |work: &dyn Fn()| {
             for i in 0..=WINDOW {
                 tx.send(i);
-                tx.announce(false, Instant::now());
+                tx.announce(false);
                 Python::attach(|py| worker.next(py, || {})).expect("a job");
                 work();
             }
