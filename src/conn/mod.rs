@@ -376,7 +376,13 @@ impl Conn {
                 self.last_activity = ctx.now;
             }
             Err(e) => {
-                socket_error(ctx.cfg, "writing to", self.peer, &e, self.serving());
+                socket_error(
+                    ctx.cfg.log_socket_errors,
+                    "writing to",
+                    self.peer,
+                    &e,
+                    self.serving(),
+                );
                 self.errored = true;
                 return Next::Close;
             }
@@ -473,12 +479,24 @@ impl Conn {
         loop {
             let held_back = self.held_back(ctx.cfg);
             if let Err(e) = self.read_and_advance(ctx) {
-                socket_error(ctx.cfg, "reading from", self.peer, &e, self.serving());
+                socket_error(
+                    ctx.cfg.log_socket_errors,
+                    "reading from",
+                    self.peer,
+                    &e,
+                    self.serving(),
+                );
                 self.errored = true;
                 return Next::Close;
             }
             if let Err(e) = self.flush(ctx) {
-                socket_error(ctx.cfg, "writing to", self.peer, &e, self.serving());
+                socket_error(
+                    ctx.cfg.log_socket_errors,
+                    "writing to",
+                    self.peer,
+                    &e,
+                    self.serving(),
+                );
                 self.errored = true;
                 return Next::Close;
             }

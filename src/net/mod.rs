@@ -53,8 +53,6 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::config::Config;
-
 /// Who is at the other end of a connection (`REMOTE_ADDR`, `REMOTE_PORT`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Peer {
@@ -102,17 +100,24 @@ pub enum ServerPort {
 /// A connection's socket failed. The client going away (a reset, a broken
 /// pipe) is no error: waitress closes quietly then, and logs at INFO only that
 /// a client left while its request was being served (`serving` names it),
-/// here only if `log_socket_errors` asks. Any other failure is logged at ERROR
-/// with `log_socket_errors`, as waitress logs its "Socket error", else at DEBUG.
-pub fn socket_error(cfg: &Config, doing: &str, peer: Peer, e: &io::Error, serving: Option<&str>) {
+/// here only if `log_socket_errors` (the option) asks. Any other failure is
+/// logged at ERROR with `log_socket_errors`, as waitress logs its "Socket
+/// error", else at DEBUG.
+pub fn socket_error(
+    log_socket_errors: bool,
+    doing: &str,
+    peer: Peer,
+    e: &io::Error,
+    serving: Option<&str>,
+) {
     if is_disconnect(e) {
         match serving {
-            Some(request) if cfg.log_socket_errors => {
+            Some(request) if log_socket_errors => {
                 log::info!(target: "maitre", "Client disconnected while serving {request}");
             }
             _ => log::debug!(target: "maitre", "{peer} disconnected ({doing} it: {e})"),
         }
-    } else if cfg.log_socket_errors {
+    } else if log_socket_errors {
         log::error!(target: "maitre", "Socket error {doing} {peer}: {e}");
     } else {
         log::debug!(target: "maitre", "Socket error {doing} {peer}: {e}");
