@@ -375,17 +375,7 @@ impl Conn {
                 add(&ctx.stats.lp.bytes_out, n as u64);
                 self.last_activity = ctx.now;
             }
-            Err(e) => {
-                socket_error(
-                    ctx.cfg.log_socket_errors,
-                    "writing to",
-                    self.peer,
-                    &e,
-                    self.serving(),
-                );
-                self.errored = true;
-                return Next::Close;
-            }
+            Err(e) => return self.broken(ctx, "writing to", &e),
         }
         match c.kind {
             Kind::More => {}
@@ -467,6 +457,20 @@ impl Conn {
         self.drive(ctx)
     }
 
+    /// The socket failed while `doing` something: logged as waitress would
+    /// (see `socket_error`), and the connection closes.
+    fn broken(&mut self, ctx: &Ctx, doing: &str, e: &io::Error) -> Next {
+        socket_error(
+            ctx.cfg.log_socket_errors,
+            doing,
+            self.peer,
+            e,
+            self.serving(),
+        );
+        self.errored = true;
+        Next::Close
+    }
+
     /// Output the loop generates itself (not the app's) is counted like the
     /// app's, so `progress` can subtract uniformly.
     fn queue(&mut self, data: Vec<u8>) {
@@ -479,26 +483,10 @@ impl Conn {
         loop {
             let held_back = self.held_back(ctx.cfg);
             if let Err(e) = self.read_and_advance(ctx) {
-                socket_error(
-                    ctx.cfg.log_socket_errors,
-                    "reading from",
-                    self.peer,
-                    &e,
-                    self.serving(),
-                );
-                self.errored = true;
-                return Next::Close;
+                return self.broken(ctx, "reading from", &e);
             }
             if let Err(e) = self.flush(ctx) {
-                socket_error(
-                    ctx.cfg.log_socket_errors,
-                    "writing to",
-                    self.peer,
-                    &e,
-                    self.serving(),
-                );
-                self.errored = true;
-                return Next::Close;
+                return self.broken(ctx, "writing to", &e);
             }
             // Output drained below the watermark: requests held back go on.
             if !held_back || self.held_back(ctx.cfg) {
