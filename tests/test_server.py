@@ -335,11 +335,12 @@ def test_a_gil_bound_apps_requests_run_one_after_another(serve):
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="spares wait only on Linux")
 def test_a_gil_bound_app_that_blocks_once_does_not_hold_up_the_queue(serve):
-    # For a GIL-bound app a worker taking a job with more queued wakes no
-    # spare; should that request block after all, the loop wakes a worker for
-    # the rest once none was taken for 1 ms (src/handoff/queue.rs). Before,
-    # the loop slept through it and the request waited out the spare's own
-    # 20 ms nap (0.5 s would mean nobody came at all).
+    # For a GIL-bound app the spare woken for the second request waits while
+    # the busy worker takes jobs; when the request it took blocks after all,
+    # the spare joins once none was taken for 1 ms (src/handoff/queue.rs).
+    # Before, it waited for the loop to see the stall, the loop slept through
+    # it, and the request waited out the spare's 20 ms nap (0.5 s would mean
+    # nobody came at all).
     def app(environ, start_response):
         if environ["PATH_INFO"] == "/block":
             time.sleep(0.5)

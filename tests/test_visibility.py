@@ -495,17 +495,18 @@ def test_status_page_shows_growing_kernel_drops_as_a_problem(serve, tmp_path):
         (chromium's virtual clock polls far faster than a real-time flood)."""
 
         def do_GET(self):
-            if self.path.startswith("/stats"):
+            stats = self.path.startswith("/stats")
+            if stats:
                 before = drops()
                 socks.extend(unaccepted_connects(s.port, 2))
                 wait_for(lambda: drops() > before)
             status, body = fetch(metrics, self.path)
+            data = body.encode()
             self.send_response(status)
-            kind = "application/json" if self.path.startswith("/stats") else "text/html"
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(body.encode())))
+            self.send_header("Content-Type", "application/json" if stats else "text/html")
+            self.send_header("Content-Length", str(len(data)))
             self.end_headers()
-            self.wfile.write(body.encode())
+            self.wfile.write(data)
 
         def log_message(self, *args):
             pass

@@ -63,7 +63,8 @@ struct Idle {
     /// spare sees it.
     last_take: AtomicU64,
     epoch: Instant,
-    /// The worker that last counted `WINDOW` jobs seldom blocked in them: the app holds the GIL, a spare would only queue for it.
+    /// The worker that last counted `WINDOW` jobs seldom blocked in them:
+    /// the app holds the GIL, a spare would only queue for it.
     gil_bound: AtomicBool,
 }
 

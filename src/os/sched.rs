@@ -10,8 +10,8 @@
 //! The same holds the other way: a worker the loop wakes for a job preempted
 //! the loop in the middle of its round of sockets (0.25 involuntary switches
 //! per request on `close`); as `SCHED_BATCH` it runs once the loop sleeps
-//! (0.03 per request, 1-2% less CPU per request on close, post64k, plaintext
-//! and Flask). With a core to spare a woken thread still runs at once, on an
+//! (0.03 per request; CPU per request -5% on plaintext, -1.6% on a 64 KiB
+//! POST, unchanged on close, Flask and Django). With a core to spare a woken thread still runs at once, on an
 //! idle core; on a saturated core it waits at most one scheduler tick. The
 //! policy is the thread's only: `nice` and CPU shares are unchanged, and
 //! threads an app starts from a request inherit it.
