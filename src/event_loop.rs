@@ -19,6 +19,7 @@ use crate::net::listener::Listener;
 use crate::net::stream::Stream;
 use crate::net::{Peer, ServerPort};
 use crate::os::splice::Pipe;
+use crate::os::tempfile;
 use crate::stats::endpoint::Endpoint;
 use crate::stats::listen::ListenViews;
 use crate::stats::watch::Watch;
@@ -226,7 +227,11 @@ impl EventLoop {
             // or for written response objects waiting to be released, or
             // access log records waiting to be written.
             if let Some(jobs) = &self.jobs {
-                jobs.announce(self.garbage.pending() || self.refused.pending());
+                jobs.announce(
+                    self.garbage.pending()
+                        || self.refused.pending()
+                        || tempfile::POOL.has_retired(),
+                );
             }
             let timeout = self.poll_timeout();
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
@@ -591,6 +596,7 @@ impl EventLoop {
             return;
         }
         self.next_cleanup = now + self.cfg.cleanup_interval;
+        tempfile::POOL.age();
         if let Some(endpoint) = &mut self.endpoint {
             endpoint.expire(now);
         }

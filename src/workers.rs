@@ -10,6 +10,7 @@ use std::thread::JoinHandle;
 use pyo3::prelude::*;
 
 use crate::handoff::{Completion, Kind, Pieces, WorkerShared};
+use crate::os::tempfile;
 use crate::stats::incr;
 use crate::wsgi::task::Task;
 use crate::wsgi::WsgiContext;
@@ -56,10 +57,15 @@ fn run(shared: &WorkerShared) {
         };
         let app = shared.app.bind(py);
         // Before each job and before sleeping (the loop wakes an idle worker
-        // for them), so a sent body is freed at once and the access lines of
-        // requests the loop refused are written soon.
+        // for them), so a sent body is freed at once, the access lines of
+        // requests the loop refused are written soon, and spool files the
+        // loop retired are closed off its thread.
         let chores = || {
             shared.handle.garbage.release(py);
+            if tempfile::POOL.has_retired() {
+                // Freeing the pages of big files takes milliseconds.
+                py.detach(|| tempfile::POOL.close_retired());
+            }
             if let Some(format) = &shared.cfg.access_log {
                 shared.refused.emit(format);
             }

@@ -58,6 +58,20 @@ def digest(pieces) -> str:
     return h.hexdigest()
 
 
+def deleted_files() -> set:
+    """The anonymous files this process holds open, by what procfs calls them
+    (`O_TMPFILE` files and unlinked ones end in "(deleted)")."""
+    names = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.endswith("(deleted)"):
+            names.add(target)
+    return names
+
+
 def app(environ, start_response):
     """Reads the body as PATH_INFO says and answers with its length and digest."""
     inp = environ["wsgi.input"]
@@ -73,6 +87,10 @@ def app(environ, start_response):
             pieces.append(block)
         data = b"".join(pieces)
         answer = {"len": len(data), "sha": hashlib.sha256(data).hexdigest()}
+    elif mode == "/files":
+        data = inp.read()
+        answer = {"len": len(data), "sha": hashlib.sha256(data).hexdigest(),
+                  "files": sorted(deleted_files())}
     else:
         if mode == "/readline":
             pieces = list(iter(inp.readline, b""))
@@ -205,6 +223,84 @@ def test_lines_of_a_spooled_body(serve, mode, is_chunked):
         r = c.read_response()
     assert r.status == 200, r
     assert json.loads(r.body) == {"len": len(body), "sha": digest(expected)}
+
+
+# The pool of spool files is the process's: a fresh server process sees only its own.
+POOLING_SERVER = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, sys.argv[3])
+    import maitre
+    from test_upload_spool import app
+
+    maitre.serve(app, host="127.0.0.1", port=int(sys.argv[1]), inbuf_overflow=65536,
+                 cleanup_interval=int(sys.argv[2]), threads=2)
+    """
+)
+
+needs_procfs = pytest.mark.skipif(not os.path.isdir("/proc/self/fd"),
+                                  reason="lists the server's open files with procfs")
+
+
+def pooling_server(spawn, cleanup_interval: int):
+    return spawn(
+        [sys.executable, "-c", POOLING_SERVER, "0", str(cleanup_interval),
+         os.path.dirname(os.path.abspath(__file__))],
+    ).wait_serving()
+
+
+@needs_procfs
+def test_a_reused_spool_file_gives_each_body_its_own_bytes(spawn):
+    """Spool files are reused, and hold the old body past a new one's end: a
+    smaller body after a bigger one, after one cut off half way, is read
+    exactly, by size, by lines and to the end, from the same file."""
+    server = pooling_server(spawn, 30)
+    big = pattern(3 * MiB, seed=1)
+    with Conn(server.port, timeout=10) as c:
+        c.send(request("/files", big))
+        first = json.loads(c.read_response().body)
+    assert {k: first[k] for k in ("len", "sha")} == whole(big)
+    assert len(first["files"]) == 1, first["files"]
+    # The worker gives the file back just after it answers.
+    time.sleep(0.3)
+    # A client gone half way through its body leaves its bytes in the file too.
+    sock = connect(server.port, timeout=10)
+    sock.sendall(request("/files", pattern(2 * MiB, seed=2))[: MiB])
+    time.sleep(0.3)
+    sock.close()
+    time.sleep(0.3)
+    body = lines(MiB)
+    expected = body.splitlines(keepends=True)
+    with Conn(server.port, timeout=10) as c:
+        c.send(request("/readline", body))
+        assert json.loads(c.read_response().body) == {"len": len(body), "sha": digest(expected)}
+        time.sleep(0.3)
+        small = pattern(OVERFLOW + 1, seed=3)
+        c.send(request("/odd", small))
+        assert json.loads(c.read_response().body) == whole(small)
+        time.sleep(0.3)
+        c.send(request("/files", small))
+        last = json.loads(c.read_response().body)
+    assert {k: last[k] for k in ("len", "sha")} == whole(small)
+    assert last["files"] == first["files"], "a new spool file was made"
+
+
+@needs_procfs
+def test_a_spool_file_no_body_used_for_a_cleanup_interval_is_closed(spawn):
+    """A quiet server does not keep its spool files: once no body used one
+    for a whole cleanup_interval, a worker closes it."""
+    server = pooling_server(spawn, 1)
+    with Conn(server.port, timeout=10) as c:
+        c.send(request("/files", pattern(MiB)))
+        assert len(json.loads(c.read_response().body)["files"]) == 1
+        deadline = time.monotonic() + 5
+        while True:
+            c.send(b"GET /files HTTP/1.1\r\nHost: t\r\n\r\n")
+            files = json.loads(c.read_response().body)["files"]
+            if not files or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+    assert files == []
 
 
 REFUSING_SERVER = textwrap.dedent(

@@ -9,7 +9,7 @@ use std::mem::MaybeUninit;
 
 use super::parse::BodyFraming;
 use super::RequestError;
-use crate::os::tempfile;
+use crate::os::tempfile::{self, Recycled};
 
 /// Chunk-size lines, extensions and trailer lines longer than this are refused.
 const MAX_CHUNK_LINE: usize = 4096;
@@ -312,7 +312,7 @@ fn is_qdtext(b: u8) -> bool {
 #[derive(Debug)]
 pub struct Spool {
     mem: Vec<u8>,
-    file: Option<File>,
+    file: Option<Recycled>,
     len: u64,
     overflow: usize,
 }
@@ -350,7 +350,7 @@ impl Spool {
         let filled = self.len as usize;
         if self.file.is_none() && filled + data.len() > self.overflow {
             // A failure is the caller's 500; `tempfile` logs why.
-            let mut file = tempfile::create()?;
+            let mut file = tempfile::POOL.take()?;
             file.write_all(&self.mem[..filled])
                 .inspect_err(tempfile::write_failed)?;
             self.mem = Vec::new();
@@ -367,7 +367,7 @@ impl Spool {
     /// The temporary file once the body went there, for a caller that
     /// appends to it itself (`os::splice`); count those bytes with `appended`.
     pub fn file(&self) -> Option<&File> {
-        self.file.as_ref()
+        self.file.as_deref()
     }
 
     /// Takes `n` bytes appended to `file()` as received.
@@ -425,7 +425,7 @@ pub enum BodyReader {
         pos: usize,
     },
     File {
-        file: io::BufReader<File>,
+        file: io::BufReader<Recycled>,
         remaining: u64,
     },
 }
