@@ -344,14 +344,37 @@ impl EventLoop {
     /// workers streaming as fast as the loop writes would otherwise keep it
     /// here, and no other socket would be polled (a connection whose socket
     /// filled would wait, and its worker with it).
+    ///
+    /// Consecutive pieces of one response are merged into one completion
+    /// first, so they go out in one write: a worker that ran ahead of the
+    /// loop (on a shared core it runs a whole response first) queued one per
+    /// chunk, and each was its own `send` (11 per response of 10 chunks).
     fn drain_completions(&mut self) {
+        let mut held: Option<Completion> = None;
         for _ in 0..self.completions.len() {
             let Ok(c) = self.completions.try_recv() else {
                 break;
             };
-            let id = c.req.conn;
-            self.with_conn(id, |conn, ctx| conn.on_completion(ctx, c));
+            held = match held {
+                Some(mut earlier) if earlier.is_continued_by(&c) => {
+                    earlier.absorb(c);
+                    Some(earlier)
+                }
+                Some(earlier) => {
+                    self.complete(earlier);
+                    Some(c)
+                }
+                None => Some(c),
+            };
         }
+        if let Some(c) = held {
+            self.complete(c);
+        }
+    }
+
+    fn complete(&mut self, c: Completion) {
+        let id = c.req.conn;
+        self.with_conn(id, |conn, ctx| conn.on_completion(ctx, c));
     }
 
     /// Accepts what is queued on listener `index`. With `fair`, on a socket

@@ -72,6 +72,21 @@ pub struct Completion {
     pub kind: Kind,
 }
 
+impl Completion {
+    /// Whether `next` goes on with the same response: this one is `More`.
+    pub fn is_continued_by(&self, next: &Completion) -> bool {
+        next.req == self.req && matches!(self.kind, Kind::More)
+    }
+
+    /// Appends `next`, which `is_continued_by` said goes on with this
+    /// response: handled as one, their pieces go out in one write (handing
+    /// both in turn to `Conn::on_completion` does the same, in more writes).
+    pub fn absorb(&mut self, next: Completion) {
+        self.data.extend(next.data);
+        self.kind = next.kind;
+    }
+}
+
 /// A completion's bytes: usually one piece (a whole small response), so inline.
 pub type Pieces = SmallVec<[Piece; 2]>;
 
@@ -268,5 +283,70 @@ impl LoopHandle {
     /// The server is draining: no connection is kept alive after its response.
     pub fn stopping(&self) -> bool {
         self.control.stop.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn completion(conn: u32, seq: u32, bytes: &[u8], kind: Kind) -> Completion {
+        Completion {
+            req: RequestId {
+                conn: ConnId {
+                    index: conn,
+                    generation: 0,
+                },
+                seq,
+            },
+            data: smallvec::smallvec![Piece::Owned(bytes.to_vec())],
+            kind,
+        }
+    }
+
+    fn bytes(c: &Completion) -> Vec<u8> {
+        c.data
+            .iter()
+            .flat_map(|p| p.memory().unwrap_or_default().to_vec())
+            .collect()
+    }
+
+    /// `absorb` where `is_continued_by` allows it, as the loop does.
+    fn merge(c: &mut Completion, next: Completion) -> bool {
+        let continued = c.is_continued_by(&next);
+        if continued {
+            c.absorb(next);
+        }
+        continued
+    }
+
+    #[test]
+    fn a_response_queued_in_pieces_is_absorbed_into_one_completion() {
+        let mut c = completion(1, 1, b"head|", Kind::More);
+        assert!(merge(&mut c, completion(1, 1, b"a|", Kind::More)));
+        assert!(merge(
+            &mut c,
+            completion(1, 1, b"end", Kind::End { keep_alive: true })
+        ));
+        assert_eq!(bytes(&c), b"head|a|end");
+        assert_eq!(c.data.len(), 3, "pieces are kept, not copied");
+        assert!(matches!(c.kind, Kind::End { keep_alive: true }));
+        // Nothing follows an end, not even the next response of the connection.
+        assert!(!merge(&mut c, completion(1, 2, b"next", Kind::More)));
+        assert_eq!(bytes(&c), b"head|a|end");
+    }
+
+    #[test]
+    fn other_requests_and_connections_are_not_absorbed() {
+        let mut c = completion(1, 1, b"a", Kind::More);
+        for other in [
+            completion(2, 1, b"x", Kind::More),
+            completion(1, 2, b"y", Kind::More),
+        ] {
+            assert!(!merge(&mut c, other));
+        }
+        let mut continued = completion(1, 1, b"", Kind::Continue);
+        assert!(!merge(&mut continued, completion(1, 1, b"z", Kind::More)));
+        assert_eq!(bytes(&c), b"a");
     }
 }
