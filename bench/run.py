@@ -723,10 +723,15 @@ def ensure_ceiling() -> Optional[str]:
 # --------------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
+def free_port(*taken: int) -> int:
+    """A port nothing listens on, other than `taken` (ports picked but not yet
+    bound: the kernel may hand the same one out again)."""
+    while True:
+        with socket.socket() as s:
+            s.bind((HOST, 0))
+            port = s.getsockname()[1]
+        if port not in taken:
+            return port
 
 
 def pinned(cpu: str, argv: List[str], pin: bool) -> List[str]:
@@ -876,7 +881,7 @@ class Running(Process):
         if case.front == "proxy":
             proxy = "xff" if server.xff or server.family() != "maitre" else "protocol"
         self.launch = Launch(case, self.port, server_threads(server, case, ctx), case.idle > 0,
-                             unix, proxy, free_port() if server.scrape else None)
+                             unix, proxy, free_port(self.port) if server.scrape else None)
         super().__init__(server.name, pinned(server.cpus(), server.argv(self.launch), pin),
                          os.path.join(LOGS, f"{case.name}-{slug(server.name)}.log"))
 
