@@ -139,7 +139,6 @@ pub struct Pool {
     retired: AtomicBool,
 }
 
-#[derive(Default)]
 struct Kept {
     /// (file, its size, taken or given back since the last `age`).
     idle: Vec<(File, u64, bool)>,
@@ -169,11 +168,13 @@ impl Pool {
             k.bytes -= size;
             Some(file)
         });
-        let mut file = match kept {
-            Some(file) => file,
+        let file = match kept {
+            Some(mut file) => {
+                file.seek(SeekFrom::Start(0))?;
+                file
+            }
             None => create()?,
         };
-        file.seek(SeekFrom::Start(0))?;
         Ok(Recycled {
             file: ManuallyDrop::new(file),
             pool: self,
@@ -218,11 +219,9 @@ impl Pool {
         self.retired.load(Ordering::Relaxed)
     }
 
-    /// Closes the retired files (their pages are freed now).
+    /// Closes the retired files (their pages are freed now); callers ask
+    /// `has_retired` first, without the lock.
     pub fn close_retired(&self) {
-        if !self.has_retired() {
-            return;
-        }
         let retired = self.lock().map(|mut k| {
             self.retired.store(false, Ordering::Relaxed);
             std::mem::take(&mut k.retired)
